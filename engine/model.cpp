@@ -1,0 +1,354 @@
+#include "engine/model.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/common/fp16.h"
+#include "engine/models/blocks.h"
+
+namespace rwkv {
+
+using detail::LayerWeights;
+
+Model::~Model() = default;
+
+Result<std::shared_ptr<Model>> Model::load(const std::string& path, const LoadOptions& opt) {
+  Result<ModelFile> mf = open_model_file(path);
+  if (!mf.ok()) return mf.status();
+  return from_file(std::move(mf).value(), opt);
+}
+
+Result<std::shared_ptr<Model>> Model::from_file(ModelFile mf, const LoadOptions& opt) {
+  std::shared_ptr<Model> m(new Model());
+  m->mf_ = std::move(mf);
+  m->hp_ = m->mf_.hparams;
+  Status st = m->build(opt);
+  if (!st.ok()) return st;
+  return m;
+}
+
+namespace {
+
+// Builds the engine's view of one tensor. Vectors become f32 copies; matrices stay in place
+// (any weight type) unless they must be dequantised.
+class Binder {
+ public:
+  Binder(const ModelFile& mf, std::vector<std::vector<float>>& owned, bool dequantize)
+      : mf_(mf), owned_(owned), dequantize_(dequantize) {}
+
+  Status vec(const std::string& name, const float** out) {
+    const TensorRef* t = mf_.find(name);
+    if (t == nullptr) return Status::Corruption(mf_.path + ": tensor '" + name + "' is missing");
+    owned_.emplace_back((size_t)t->n_elements());
+    dequantize_row(t->type, t->data, owned_.back().data(), t->n_elements());
+    *out = owned_.back().data();
+    return Status::OK();
+  }
+
+  // A per-head vector (n elements) repeated over each head's S channels.
+  Status vec_per_head(const std::string& name, int64_t S, const float** out) {
+    const float* v = nullptr;
+    Status st = vec(name, &v);
+    if (!st.ok()) return st;
+    const int64_t n = mf_.find(name)->n_elements();
+    std::vector<float> wide((size_t)(n * S));
+    for (int64_t h = 0; h < n; ++h) std::fill(wide.begin() + h * S, wide.begin() + (h + 1) * S, v[h]);
+    owned_.push_back(std::move(wide));
+    *out = owned_.back().data();
+    return Status::OK();
+  }
+
+  // A matrix W[rows, cols] (ggml dims {cols, rows}); a 3-D tensor gives slice `slice`.
+  Status mat(const std::string& name, kern::MatView* out, int64_t slice = -1) {
+    const TensorRef* t = mf_.find(name);
+    if (t == nullptr) return Status::Corruption(mf_.path + ": tensor '" + name + "' is missing");
+    kern::MatView v;
+    v.type = t->type;
+    v.cols = t->ne[0];
+    v.rows = t->ne[1];
+    const uint8_t* base = t->data;
+    if (slice >= 0) base += (size_t)slice * dtype_row_bytes(t->type, v.cols) * (size_t)v.rows;
+    v.data = base;
+    const bool quant = v.type != DType::kF32 && v.type != DType::kF16 && v.type != DType::kQ8_0;
+    if (dequantize_ && (quant || v.type == DType::kQ8_0)) {
+      owned_.emplace_back((size_t)(v.rows * v.cols));
+      float* dst = owned_.back().data();
+      for (int64_t r = 0; r < v.rows; ++r) dequantize_row(v.type, v.row(r), dst + r * v.cols, v.cols);
+      v.type = DType::kF32;
+      v.data = dst;
+    }
+    *out = v;
+    return Status::OK();
+  }
+
+ private:
+  const ModelFile& mf_;
+  std::vector<std::vector<float>>& owned_;
+  bool dequantize_;
+};
+
+}  // namespace
+
+Status Model::build(const LoadOptions& opt) {
+  Binder b(mf_, owned_, opt.dequantize);
+  // Vectors are bound before any vector push_back could move them: owned_ holds vectors of
+  // floats, and moving the outer vector keeps inner buffers, so pointers stay valid.
+  Status st;
+  auto check = [&](Status s) {
+    if (st.ok() && !s.ok()) st = s;
+  };
+  check(b.mat("emb.weight", &emb_));
+  check(b.mat("head.weight", &head_));
+  check(b.vec("blocks.0.ln0.weight", &ln0_w_));
+  check(b.vec("blocks.0.ln0.bias", &ln0_b_));
+  check(b.vec("ln_out.weight", &ln_out_w_));
+  check(b.vec("ln_out.bias", &ln_out_b_));
+  layers_.resize((size_t)hp_.n_layer);
+  const RwkvVersion ver = hp_.version;
+  for (int64_t l = 0; l < hp_.n_layer; ++l) {
+    LayerWeights& w = layers_[(size_t)l];
+    const std::string p = "blocks." + std::to_string(l) + ".";
+    check(b.vec(p + "ln1.weight", &w.ln1_w));
+    check(b.vec(p + "ln1.bias", &w.ln1_b));
+    check(b.vec(p + "ln2.weight", &w.ln2_w));
+    check(b.vec(p + "ln2.bias", &w.ln2_b));
+    check(b.mat(p + "att.receptance.weight", &w.att_r));
+    check(b.mat(p + "att.key.weight", &w.att_k));
+    check(b.mat(p + "att.value.weight", &w.att_v));
+    check(b.mat(p + "att.output.weight", &w.att_o));
+    check(b.mat(p + "ffn.key.weight", &w.ffn_k));
+    check(b.mat(p + "ffn.value.weight", &w.ffn_v));
+    if (ver != RwkvVersion::kV4) {
+      check(b.vec(p + "att.ln_x.weight", &w.ln_x_w));
+      check(b.vec(p + "att.ln_x.bias", &w.ln_x_b));
+    }
+    switch (ver) {
+      case RwkvVersion::kV4:
+      case RwkvVersion::kV5_1:
+      case RwkvVersion::kV5_2:
+        check(b.vec(p + "att.time_mix_k", &w.mix_k));
+        check(b.vec(p + "att.time_mix_v", &w.mix_v));
+        check(b.vec(p + "att.time_mix_r", &w.mix_r));
+        check(b.vec(p + "ffn.time_mix_k", &w.ffn_mix_k));
+        check(b.vec(p + "ffn.time_mix_r", &w.ffn_mix_r));
+        check(b.mat(p + "ffn.receptance.weight", &w.ffn_r));
+        if (ver == RwkvVersion::kV4) {
+          check(b.vec(p + "att.time_decay", &w.decay));
+          check(b.vec(p + "att.time_first", &w.first));
+        } else if (ver == RwkvVersion::kV5_1) {
+          check(b.vec_per_head(p + "att.time_decay", hp_.head_size, &w.decay));
+          // rwkv.cpp stores exp(u); the recurrence wants the bonus factor itself.
+          check(b.vec_per_head(p + "att.time_first", hp_.head_size, &w.first));
+        } else {
+          check(b.vec(p + "att.time_mix_g", &w.mix_g));
+          check(b.mat(p + "att.gate.weight", &w.att_g));
+          check(b.vec(p + "att.time_decay", &w.decay));
+          check(b.vec(p + "att.time_faaaa", &w.first));
+        }
+        break;
+      case RwkvVersion::kV6:
+        check(b.vec(p + "att.time_maa_x", &w.mix_x));
+        check(b.vec(p + "att.time_maa_w", &w.mix_w));
+        check(b.vec(p + "att.time_maa_k", &w.mix_k));
+        check(b.vec(p + "att.time_maa_v", &w.mix_v));
+        check(b.vec(p + "att.time_maa_r", &w.mix_r));
+        check(b.vec(p + "att.time_maa_g", &w.mix_g));
+        check(b.mat(p + "att.time_maa_w1", &w.maa_w1));
+        for (int i = 0; i < 5; ++i) check(b.mat(p + "att.time_maa_w2", &w.maa_w2[i], i));
+        check(b.vec(p + "att.time_decay", &w.decay));
+        check(b.mat(p + "att.time_decay_w1", &w.decay_w1));
+        check(b.mat(p + "att.time_decay_w2", &w.decay_w2));
+        check(b.vec(p + "att.time_faaaa", &w.first));
+        check(b.mat(p + "att.gate.weight", &w.att_g));
+        check(b.vec(p + "ffn.time_maa_k", &w.ffn_mix_k));
+        check(b.vec(p + "ffn.time_maa_r", &w.ffn_mix_r));
+        check(b.mat(p + "ffn.receptance.weight", &w.ffn_r));
+        break;
+      case RwkvVersion::kV7: {
+        const float* x6 = nullptr;
+        check(b.vec(p + "att.x_rwkvag", &x6));
+        if (x6 != nullptr) {
+          // att.x_rwkvag [C,1,6]: the six mix vectors in order r, w, k, v, a, g.
+          const int64_t C = hp_.n_embd;
+          w.x_r = x6;
+          w.x_w = x6 + C;
+          w.x_k = x6 + 2 * C;
+          w.x_v = x6 + 3 * C;
+          w.x_a = x6 + 4 * C;
+          w.x_g = x6 + 5 * C;
+        }
+        check(b.vec(p + "att.w0", &w.w0));
+        check(b.mat(p + "att.w1", &w.w1));
+        check(b.mat(p + "att.w2", &w.w2));
+        check(b.vec(p + "att.a0", &w.a0));
+        check(b.mat(p + "att.a1", &w.a1));
+        check(b.mat(p + "att.a2", &w.a2));
+        if (l > 0) {
+          check(b.vec(p + "att.v0", &w.v0));
+          check(b.mat(p + "att.v1", &w.v1));
+          check(b.mat(p + "att.v2", &w.v2));
+        }
+        check(b.mat(p + "att.g1", &w.g1));
+        check(b.mat(p + "att.g2", &w.g2));
+        check(b.vec(p + "att.k_k", &w.k_k));
+        check(b.vec(p + "att.k_a", &w.k_a));
+        check(b.vec(p + "att.r_k", &w.r_k));
+        check(b.vec(p + "ffn.x_k", &w.ffn_mix_k));
+        break;
+      }
+    }
+  }
+  return st;
+}
+
+size_t Model::weight_bytes_per_token() const {
+  // Everything but the embedding table, of which one row is read.
+  size_t total = 0;
+  for (const TensorRef& t : mf_.tensors) total += t.nbytes;
+  const TensorRef* emb = mf_.find("emb.weight");
+  if (emb != nullptr) total = total - emb->nbytes + emb->nbytes / (size_t)emb->ne[1];
+  return total;
+}
+
+Status Model::eval(State& st, const int32_t* tokens, size_t n, float* logits) const {
+  Segment seg;
+  seg.state = &st;
+  seg.tokens = tokens;
+  seg.n_tokens = (int64_t)n;
+  seg.logits_mode = logits != nullptr ? LogitsMode::kLast : LogitsMode::kNone;
+  seg.logits = logits;
+  return forward(&seg, 1);
+}
+
+Status Model::forward(Segment* segs, size_t n_segs) const {
+  for (size_t i = 0; i < n_segs; ++i) {
+    const Segment& s = segs[i];
+    if (s.state == nullptr || !s.state->compatible_with(hp_)) {
+      return Status::InvalidArgument("segment " + std::to_string(i) + ": state does not belong to this model");
+    }
+    if (s.n_tokens <= 0 || s.tokens == nullptr) return Status::InvalidArgument("segment " + std::to_string(i) + ": no tokens");
+    if (s.logits_mode != LogitsMode::kNone && s.logits == nullptr) {
+      return Status::InvalidArgument("segment " + std::to_string(i) + ": logits requested without a buffer");
+    }
+    for (int64_t t = 0; t < s.n_tokens; ++t) {
+      if (s.tokens[t] < 0 || s.tokens[t] >= hp_.n_vocab) {
+        return Status::InvalidArgument("token id " + std::to_string(s.tokens[t]) + " is outside the vocabulary [0, " +
+                                       std::to_string(hp_.n_vocab) + ")");
+      }
+    }
+  }
+  // Split into chunks of at most max_chunk_rows rows; a long segment spans several chunks.
+  std::vector<Segment> chunk;
+  int64_t rows = 0;
+  auto flush = [&]() -> Status {
+    if (chunk.empty()) return Status::OK();
+    Status st = forward_chunk(chunk.data(), chunk.size());
+    chunk.clear();
+    rows = 0;
+    return st;
+  };
+  const int64_t cap = std::max<int64_t>(1, max_chunk_rows);
+  for (size_t i = 0; i < n_segs; ++i) {
+    const Segment& s = segs[i];
+    int64_t done = 0;
+    while (done < s.n_tokens) {
+      if (rows == cap) {
+        Status st = flush();
+        if (!st.ok()) return st;
+      }
+      const int64_t take = std::min(cap - rows, s.n_tokens - done);
+      Segment part = s;
+      part.tokens = s.tokens + done;
+      part.n_tokens = take;
+      const bool is_end = done + take == s.n_tokens;
+      if (s.logits_mode == LogitsMode::kAll) {
+        part.logits = s.logits + done * hp_.n_vocab;
+      } else if (s.logits_mode == LogitsMode::kLast && !is_end) {
+        part.logits_mode = LogitsMode::kNone;
+      }
+      chunk.push_back(part);
+      rows += take;
+      done += take;
+    }
+  }
+  return flush();
+}
+
+Status Model::forward_chunk(Segment* segs, size_t n_segs) const {
+  const int64_t C = hp_.n_embd, V = hp_.n_vocab;
+  detail::Rows rows;
+  for (size_t i = 0; i < n_segs; ++i) rows.T += segs[i].n_tokens;
+  rows.state.resize((size_t)rows.T);
+  rows.first.resize((size_t)rows.T);
+  rows.last.resize((size_t)rows.T);
+  std::vector<int32_t> tokens((size_t)rows.T);
+  {
+    int64_t t = 0;
+    for (size_t i = 0; i < n_segs; ++i) {
+      for (int64_t j = 0; j < segs[i].n_tokens; ++j, ++t) {
+        rows.state[(size_t)t] = segs[i].state;
+        rows.first[(size_t)t] = j == 0;
+        rows.last[(size_t)t] = j == segs[i].n_tokens - 1;
+        tokens[(size_t)t] = segs[i].tokens[j];
+      }
+    }
+  }
+  const int64_t T = rows.T;
+  detail::Scratch s;
+  float* x = s.get(14, (size_t)(T * C));
+  float* tmp = s.get(15, (size_t)(T * C));
+  std::vector<float> v_first;
+  if (hp_.version == RwkvVersion::kV7) v_first.resize((size_t)(T * C));
+
+  // x = LN0(emb[token])
+  const kern::Kernels& k = kern::kernels();
+  for (int64_t t = 0; t < T; ++t) {
+    k.get_row(emb_, tokens[(size_t)t], tmp + t * C);
+    detail::layer_norm(tmp + t * C, x + t * C, C, ln0_w_, ln0_b_);
+  }
+  for (int64_t l = 0; l < hp_.n_layer; ++l) {
+    const LayerWeights& lw = layers_[(size_t)l];
+    // x += TimeMix(LN1(x))
+    for (int64_t t = 0; t < T; ++t) detail::layer_norm(x + t * C, tmp + t * C, C, lw.ln1_w, lw.ln1_b);
+    switch (hp_.version) {
+      case RwkvVersion::kV4: detail::time_mix_v4(hp_, lw, rows, l, tmp, x, s); break;
+      case RwkvVersion::kV5_1:
+      case RwkvVersion::kV5_2: detail::time_mix_v5(hp_, lw, rows, l, tmp, x, s); break;
+      case RwkvVersion::kV6: detail::time_mix_v6(hp_, lw, rows, l, tmp, x, s); break;
+      case RwkvVersion::kV7: detail::time_mix_v7(hp_, lw, rows, l, tmp, x, v_first.data(), s); break;
+    }
+    // x += ChannelMix(LN2(x))
+    for (int64_t t = 0; t < T; ++t) detail::layer_norm(x + t * C, tmp + t * C, C, lw.ln2_w, lw.ln2_b);
+    detail::channel_mix(hp_, lw, rows, l, tmp, x, s);
+    if (hp_.rescale_every > 0 && (l + 1) % hp_.rescale_every == 0) {
+      for (int64_t i = 0; i < T * C; ++i) x[i] *= 0.5f;
+    }
+  }
+  // logits = head . LN_out(x), only for the rows that want them.
+  std::vector<int64_t> want;
+  std::vector<float*> dst;
+  {
+    int64_t t = 0;
+    for (size_t i = 0; i < n_segs; ++i) {
+      const Segment& sg = segs[i];
+      for (int64_t j = 0; j < sg.n_tokens; ++j, ++t) {
+        if (sg.logits_mode == LogitsMode::kAll) {
+          want.push_back(t);
+          dst.push_back(sg.logits + j * V);
+        } else if (sg.logits_mode == LogitsMode::kLast && j == sg.n_tokens - 1) {
+          want.push_back(t);
+          dst.push_back(sg.logits);
+        }
+      }
+    }
+  }
+  if (want.empty()) return Status::OK();
+  const int64_t n = (int64_t)want.size();
+  for (int64_t i = 0; i < n; ++i) detail::layer_norm(x + want[(size_t)i] * C, tmp + i * C, C, ln_out_w_, ln_out_b_);
+  std::vector<float> out((size_t)(n * V));
+  detail::matmul(head_, tmp, n, out.data());
+  for (int64_t i = 0; i < n; ++i) std::memcpy(dst[(size_t)i], out.data() + i * V, (size_t)V * sizeof(float));
+  return Status::OK();
+}
+
+}  // namespace rwkv

@@ -1,0 +1,91 @@
+// Model: the weights of one RWKV model (v4, v5.1, v5.2, v6, v7) and its forward pass.
+//
+//   Result<std::shared_ptr<Model>> m = Model::load("model.gguf", {});
+//   State st = (*m)->new_state();
+//   std::vector<float> logits((*m)->hparams().n_vocab);
+//   Status s = (*m)->eval(st, tokens.data(), tokens.size(), logits.data());  // prefill
+//   s = (*m)->eval(st, &next, 1, logits.data());                               // one step
+//
+// One forward pass can advance several sequences at once (Segments): their rows are stacked
+// and every matrix is read once for all of them, so prefill chunks and batched decode of many
+// sessions share one code path. Only the recurrences run row by row.
+//
+// Thread-safety: a Model is immutable after load; forward() may run concurrently from several
+// threads on different States.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/common/status.h"
+#include "engine/formats/model_file.h"
+#include "engine/state.h"
+#include "kernels/kernels.h"
+
+namespace rwkv {
+
+struct LoadOptions {
+  // Dequantise q4/q5 matrices to f32 at load (float activations, as the independent reference
+  // in shared/ computes) instead of running them with ggml-style q8 activations.
+  // Default: false (rwkv.cpp-compatible).
+  bool dequantize = false;
+};
+
+// Which logits a segment wants.
+enum class LogitsMode { kNone, kLast, kAll };
+
+// One sequence in a forward pass: feed `n_tokens` tokens to `state`.
+struct Segment {
+  State* state = nullptr;
+  const int32_t* tokens = nullptr;
+  int64_t n_tokens = 0;
+  LogitsMode logits_mode = LogitsMode::kLast;
+  // kLast: n_vocab floats; kAll: n_tokens * n_vocab floats (row t = after token t).
+  float* logits = nullptr;
+};
+
+namespace detail {
+struct LayerWeights;
+}
+
+class Model {
+ public:
+  static Result<std::shared_ptr<Model>> load(const std::string& path, const LoadOptions& opt);
+  static Result<std::shared_ptr<Model>> from_file(ModelFile mf, const LoadOptions& opt);
+  ~Model();
+
+  const Hparams& hparams() const { return hp_; }
+  const ModelFile& file() const { return mf_; }
+  State new_state() const { return State(hp_); }
+
+  // Advances every segment by its tokens. Long inputs are processed in chunks of
+  // `max_chunk_rows` rows. Errors: InvalidArgument for a token id out of range, a state of
+  // another model, or an empty segment.
+  Status forward(Segment* segs, size_t n_segs) const;
+  // Convenience: one sequence; logits of the last token into `logits` (may be null).
+  Status eval(State& st, const int32_t* tokens, size_t n, float* logits) const;
+
+  int64_t max_chunk_rows = 64;
+
+  // Bytes of the weights one decode step reads (every matrix and vector once).
+  size_t weight_bytes_per_token() const;
+
+ private:
+  Model() = default;
+  Status build(const LoadOptions& opt);
+  Status forward_chunk(Segment* segs, size_t n_segs) const;
+
+  ModelFile mf_;
+  Hparams hp_;
+  std::vector<std::vector<float>> owned_;  // f32 copies of vectors and dequantised matrices
+  kern::MatView emb_, head_;
+  const float* ln0_w_ = nullptr;
+  const float* ln0_b_ = nullptr;
+  const float* ln_out_w_ = nullptr;
+  const float* ln_out_b_ = nullptr;
+  std::vector<detail::LayerWeights> layers_;
+};
+
+}  // namespace rwkv

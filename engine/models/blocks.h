@@ -1,0 +1,82 @@
+// Pieces shared by the per-version forward passes: weights of a layer, the rows of a forward
+// pass, layer/group norm, token shift and the channel mix.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "engine/model.h"
+
+namespace rwkv::detail {
+
+using Vec = const float*;  // f32, n_embd (or as documented) elements, owned by the Model
+
+struct LayerWeights {
+  Vec ln1_w = nullptr, ln1_b = nullptr, ln2_w = nullptr, ln2_b = nullptr;
+  // Time mix. v4/v5: time_mix_{k,v,r,g}; v6: time_maa_{k,v,r,g} (+ maa_x, maa_w).
+  Vec mix_k = nullptr, mix_v = nullptr, mix_r = nullptr, mix_g = nullptr, mix_x = nullptr, mix_w = nullptr;
+  // Per-channel decay and bonus in the form each version's recurrence uses:
+  // v4 decay = -exp(w), first = u; v5.x decay = exp(-exp(w)), first = u (expanded per channel);
+  // v6 decay = w0 (raw), first = u.
+  Vec decay = nullptr, first = nullptr;
+  Vec ln_x_w = nullptr, ln_x_b = nullptr;
+  kern::MatView att_r, att_k, att_v, att_o, att_g;
+  kern::MatView maa_w1, maa_w2[5], decay_w1, decay_w2;  // v6
+  // v7
+  Vec x_r = nullptr, x_w = nullptr, x_k = nullptr, x_v = nullptr, x_a = nullptr, x_g = nullptr;
+  Vec w0 = nullptr, a0 = nullptr, v0 = nullptr, k_k = nullptr, k_a = nullptr, r_k = nullptr;
+  kern::MatView w1, w2, a1, a2, v1, v2, g1, g2;
+  // Channel mix. v4/v5: time_mix_{k,r}; v6: time_maa_{k,r}; v7: x_k in ffn_mix_k.
+  Vec ffn_mix_k = nullptr, ffn_mix_r = nullptr;
+  kern::MatView ffn_k, ffn_v, ffn_r;
+};
+
+// The rows of one forward chunk: T rows, each belonging to a sequence (its State). Rows of a
+// sequence are contiguous and in order.
+struct Rows {
+  int64_t T = 0;
+  std::vector<State*> state;   // per row
+  std::vector<uint8_t> first;  // 1 when the row is the first of its sequence in this chunk
+  std::vector<uint8_t> last;   // 1 when the row is the last of its sequence in this chunk
+};
+
+// Scratch buffers of one chunk (T x width each).
+struct Scratch {
+  std::vector<float> buf[16];
+  float* get(int i, size_t n) {
+    if (buf[i].size() < n) buf[i].resize(n);
+    return buf[i].data();
+  }
+};
+
+// y = LN(x) * w + b over n elements, eps 1e-5 (statistics in double).
+void layer_norm(const float* x, float* y, int64_t n, Vec w, Vec b, float eps = 1e-5f);
+// Group norm with n/g elements per group, then * w + b.
+void group_norm(float* x, int64_t n, int64_t groups, Vec w, Vec b, float eps);
+// prev[t] = x[t-1] within a sequence, the state's saved row for the first row; then the
+// state's saved row becomes the sequence's last row. `which` selects att_xx or ffn_xx.
+enum class Shift { kAtt, kFfn };
+void token_shift(const Rows& rows, int64_t layer, Shift which, const float* x, float* prev, int64_t C);
+// y[T, w.rows] = x[T, w.cols] W^T through the kernels.
+void matmul(const kern::MatView& w, const float* x, int64_t T, float* y);
+
+inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+// The channel mix of v4, v5, v6 (receptance gate) and v7 (no gate); adds into x.
+void channel_mix(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* f,
+                 float* x, Scratch& s);
+
+// Per-version time mixes: read `a` (LN1 output, T x C), add the mix's output into `x`.
+// `v_first` (v7 only) is a T x C buffer carried across layers of one chunk.
+void time_mix_v4(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* a,
+                 float* x, Scratch& s);
+void time_mix_v5(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* a,
+                 float* x, Scratch& s);
+void time_mix_v6(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* a,
+                 float* x, Scratch& s);
+void time_mix_v7(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* a,
+                 float* x, float* v_first, Scratch& s);
+
+// Scratch slots: 0..9 are free for time mixes; channel mix uses 10..13; model.cpp 14..15.
+}  // namespace rwkv::detail

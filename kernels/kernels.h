@@ -1,0 +1,73 @@
+// The kernel interface: every matrix product of the engine goes through this table.
+//
+//   const kern::Kernels& k = kern::kernels();
+//   kern::MatView w{DType::kF16, rows, cols, data};
+//   k.gemm(w, x, /*ldx=*/cols, /*n=*/1, y, /*ldy=*/rows);   // y = W x
+//
+// The implementation (scalar reference, AVX2+FMA+F16C, NEON) is chosen once at start-up from
+// the CPU's features and checked against the scalar reference with a known-answer test;
+// RWKV_EDGE_KERNELS=scalar forces the reference. Callers never name an ISA.
+//
+// Thread-safety: the table is immutable after the first call to kernels(). Functions may be
+// called from several threads at once; each parallelises its outer row loop with OpenMP using
+// the count set by set_num_threads().
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/common/dtype.h"
+
+namespace rwkv::kern {
+
+// A row-major weight matrix W[rows, cols] in one of the weight types (f32, f16, q4_0, q4_1,
+// q5_0, q5_1, q8_0). Row r starts at data + r * row_bytes(); quantised rows are whole blocks.
+struct MatView {
+  DType type = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const void* data = nullptr;
+  size_t row_bytes() const { return dtype_row_bytes(type, cols); }
+  const uint8_t* row(int64_t r) const { return static_cast<const uint8_t*>(data) + (size_t)r * row_bytes(); }
+};
+
+struct Kernels {
+  const char* name;  // "scalar", "avx2", "neon"
+
+  // Y[n, rows] = X[n, cols] · W[rows, cols]^T, i.e. y_t = W x_t for each of n vectors.
+  // X rows are `ldx` floats apart, Y rows `ldy` floats apart. Any n >= 1.
+  // Numerics: f32 and f16 weights multiply f32 activations with f32 accumulation. Quantised
+  // weights multiply activations quantised per block of 32 the way ggml does (q8_1 for
+  // q4_1/q5_1, q8_0 otherwise), so results agree with rwkv.cpp / llama.cpp.
+  // REQUIRES: cols % 32 == 0 for quantised types; X, Y do not overlap.
+  void (*gemm)(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy);
+
+  // y[n] = dequantised row r of w, for embedding look-ups.
+  void (*get_row)(const MatView& w, int64_t r, float* y);
+
+  // Added entries: row conversions the engine may use on its own, exposed mainly so tests can
+  // check each variant bit for bit against the portable code in engine/common.
+  //
+  // y[n] = half -> float of x[n]; exact, same as fp16_to_fp32() (F16C / NEON where available).
+  void (*f16_to_f32)(const uint16_t* x, float* y, int64_t n);
+  // y[n] = float -> half of x[n], round to nearest even; same bits as fp32_to_fp16() except
+  // that a NaN's payload may differ (it stays a NaN of the same sign).
+  void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n);
+  // The activation quantisers gemm uses: same bits as quantize_row_q8_0 / quantize_row_q8_1
+  // in dtype.h for finite input. REQUIRES: n % 32 == 0.
+  void (*quantize_q8_0)(const float* x, BlockQ8_0* y, int64_t n);
+  void (*quantize_q8_1)(const float* x, BlockQ8_1* y, int64_t n);
+};
+
+// The best implementation for this CPU (or the scalar one if RWKV_EDGE_KERNELS=scalar).
+const Kernels& kernels();
+// The scalar reference; always available. Tests compare every variant with it.
+const Kernels& scalar_kernels();
+// Every implementation compiled into this binary that the CPU can run (scalar first).
+int available_kernels(const Kernels** out, int max);
+
+// Threads used by the OpenMP loops inside kernels. n <= 0 means the default: physical cores.
+void set_num_threads(int n);
+int num_threads();
+
+}  // namespace rwkv::kern
