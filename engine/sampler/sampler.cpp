@@ -1,0 +1,342 @@
+#include "engine/sampler/sampler.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <string>
+
+namespace rwkv {
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr float kMaxFloat = std::numeric_limits<float>::max();
+
+// top_p bisects (with nth_element) until the cut is known to lie within this many candidates,
+// then sorts only up to there.
+constexpr size_t kTopPSortedHead = 64;
+
+std::string fmt(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+
+// The uniform double in [0, 1) built from the top 53 bits of one 64-bit output. Written out
+// here because std::uniform_real_distribution's output is implementation-defined.
+double next_uniform(std::mt19937_64& rng) {
+  const uint64_t x = rng();
+  return static_cast<double>(x >> 11) * 0x1.0p-53;
+}
+
+}  // namespace
+
+Status validate(const SamplerParams& p, int32_t n_vocab) {
+  if (n_vocab <= 0) {
+    return Status::InvalidArgument("n_vocab must be > 0, got " + std::to_string(n_vocab));
+  }
+  // Each check is written so that NaN fails it.
+  if (!(std::isfinite(p.temperature) && p.temperature >= 0.0f)) {
+    return Status::InvalidArgument("temperature must be a finite number >= 0, got " +
+                                   fmt(p.temperature));
+  }
+  if (p.top_k < 0) {
+    return Status::InvalidArgument("top_k must be >= 0 (0 = off), got " + std::to_string(p.top_k));
+  }
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) {
+    return Status::InvalidArgument("top_p must be in (0, 1], got " + fmt(p.top_p));
+  }
+  if (!(p.min_p >= 0.0f && p.min_p < 1.0f)) {
+    return Status::InvalidArgument("min_p must be in [0, 1), got " + fmt(p.min_p));
+  }
+  if (!(p.presence_penalty >= -2.0f && p.presence_penalty <= 2.0f)) {
+    return Status::InvalidArgument("presence_penalty must be in [-2, 2], got " +
+                                   fmt(p.presence_penalty));
+  }
+  if (!(p.frequency_penalty >= -2.0f && p.frequency_penalty <= 2.0f)) {
+    return Status::InvalidArgument("frequency_penalty must be in [-2, 2], got " +
+                                   fmt(p.frequency_penalty));
+  }
+  if (!(p.penalty_decay >= 0.0f && p.penalty_decay <= 1.0f)) {
+    return Status::InvalidArgument("penalty_decay must be in [0, 1], got " + fmt(p.penalty_decay));
+  }
+  for (const auto& [id, bias] : p.logit_bias) {
+    if (id < 0 || id >= n_vocab) {
+      return Status::InvalidArgument("logit_bias token id must be in [0, " +
+                                     std::to_string(n_vocab) + "), got " + std::to_string(id));
+    }
+    if (std::isnan(bias) || bias == kInf) {
+      return Status::InvalidArgument("logit_bias for token " + std::to_string(id) +
+                                     " must be a number below +inf, got " + fmt(bias));
+    }
+  }
+  return Status::OK();
+}
+
+Result<Sampler> Sampler::create(SamplerParams p, int32_t n_vocab) {
+  Status s = validate(p, n_vocab);
+  if (!s.ok()) return s;
+  return Sampler(std::move(p), n_vocab);
+}
+
+Sampler::Sampler(SamplerParams p, int32_t n_vocab)
+    : params_(std::move(p)), n_vocab_(n_vocab), rng_(params_.seed) {
+  assert(validate(params_, n_vocab_).ok());
+  // Release-build guard for the REQUIRES: an out-of-range id would write out of bounds.
+  auto& bias = params_.logit_bias;
+  bias.erase(std::remove_if(bias.begin(), bias.end(),
+                            [n_vocab](const std::pair<int32_t, float>& b) {
+                              return b.first < 0 || b.first >= n_vocab;
+                            }),
+             bias.end());
+}
+
+void Sampler::accept(int32_t id) {
+  assert(id >= 0 && id < n_vocab_);
+  if (id < 0 || id >= n_vocab_) return;
+  // One pass decays every count and finds id; the table holds only accepted tokens, so this is
+  // O(distinct tokens so far) rather than O(n_vocab).
+  bool found = false;
+  for (auto& [tok, count] : occurrences_) {
+    count *= params_.penalty_decay;
+    if (tok == id) {
+      count += 1.0f;
+      found = true;
+    }
+  }
+  if (!found) occurrences_.emplace_back(id, 1.0f);
+}
+
+void Sampler::reset() {
+  occurrences_.clear();
+  rng_.seed(params_.seed);
+}
+
+// A total order, so that the kept set and the order of the draw do not depend on the standard
+// library's sort algorithms.
+bool Sampler::higher(const Candidate& a, const Candidate& b) {
+  return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+}
+
+float Sampler::occurrence(int32_t id) const {
+  for (const auto& [tok, count] : occurrences_) {
+    if (tok == id) return count;
+  }
+  return 0.0f;
+}
+
+int32_t Sampler::prepare(float* logits, Scratch* s) const {
+  const int32_t n = n_vocab_;
+  s->raw.clear();
+
+  // 1. Logit bias, then penalties. Both are sparse; each touched entry's previous value is
+  // kept so the all -inf fallback can see the raw logits again.
+  for (const auto& [id, bias] : params_.logit_bias) {
+    s->raw.emplace_back(id, logits[id]);
+    logits[id] = bias <= kLogitBiasBan ? -kInf : logits[id] + bias;
+  }
+  if (params_.presence_penalty != 0.0f || params_.frequency_penalty != 0.0f) {
+    for (const auto& [id, count] : occurrences_) {
+      s->raw.emplace_back(id, logits[id]);
+      logits[id] -= params_.presence_penalty + params_.frequency_penalty * count;
+    }
+  }
+
+  // 2. Sanitise (NaN -> -inf, +inf -> largest float) and find the argmax, lowest id on ties.
+  int32_t best = -1;
+  float best_logit = -kInf;
+  for (int32_t i = 0; i < n; ++i) {
+    float v = logits[i];
+    if (std::isnan(v)) v = -kInf;
+    if (v == kInf) v = kMaxFloat;
+    logits[i] = v;
+    if (v > best_logit) {
+      best_logit = v;
+      best = i;
+    }
+  }
+
+  if (best < 0) {
+    // Every logit is -inf: nothing is admissible. Undo bias and penalties (newest record first,
+    // so the oldest, i.e. raw, value of a twice-touched id wins) and return the raw argmax.
+    for (auto it = s->raw.rbegin(); it != s->raw.rend(); ++it) logits[it->first] = it->second;
+    int32_t raw_best = 0;
+    float raw_best_logit = -kInf;
+    for (int32_t i = 0; i < n; ++i) {
+      if (logits[i] > raw_best_logit) {  // false for NaN
+        raw_best_logit = logits[i];
+        raw_best = i;
+      }
+    }
+    return raw_best;
+  }
+  if (params_.temperature == 0.0f) return best;
+
+  // weight = exp((logit - max) / T): the top token weighs exactly 1 and nothing overflows.
+  const double inv_t = 1.0 / static_cast<double>(params_.temperature);
+  const double max_logit = best_logit;
+  const auto weight_of = [&](float logit) {
+    return std::exp((static_cast<double>(logit) - max_logit) * inv_t);
+  };
+
+  std::vector<Candidate>& c = s->cands;
+  c.clear();
+  bool sorted = false;  // whether c is in `higher` order
+  double z = 0.0;       // total weight of the top-k survivors: the top-p denominator
+  size_t n_finite = 0;  // how many tokens that total covers
+
+  // 3. Top-k, on logits (temperature does not change the order), with a bounded heap whose
+  // front is the worst of the best k seen so far: O(n_vocab) plus O(k log k), no full sort.
+  const bool use_top_k = params_.top_k > 0 && params_.top_k < n;
+  if (use_top_k) {
+    const size_t k = static_cast<size_t>(params_.top_k);
+    c.reserve(k);
+    for (int32_t i = 0; i < n; ++i) {
+      if (!(logits[i] > -kInf)) continue;
+      const Candidate x{i, logits[i], 0.0};
+      if (c.size() < k) {
+        c.push_back(x);
+        std::push_heap(c.begin(), c.end(), higher);
+      } else if (higher(x, c.front())) {
+        std::pop_heap(c.begin(), c.end(), higher);
+        c.back() = x;
+        std::push_heap(c.begin(), c.end(), higher);
+      }
+    }
+    std::sort_heap(c.begin(), c.end(), higher);  // best first
+    sorted = true;
+    for (Candidate& x : c) {
+      x.weight = weight_of(x.logit);
+      z += x.weight;
+    }
+    n_finite = c.size();
+  } else if (params_.top_p < 1.0f) {
+    for (int32_t i = 0; i < n; ++i) {
+      if (!(logits[i] > -kInf)) continue;
+      z += weight_of(logits[i]);
+      ++n_finite;
+    }
+  }
+
+  // 4. Drop early what cannot survive, so later steps (and the draw) see few candidates:
+  //  - weight 0 (underflow): never drawn;
+  //  - weight < min_p: weight is p / p_max, and min_p comes after top-p, which does not change
+  //    that ratio. Both conditions keep a prefix of the sorted order, so top-p's walk below
+  //    (which sums against the full Z) still finds the same cut, and min-p after top-p means
+  //    keeping the shorter of the two prefixes;
+  //  - under top-p, weight <= (1 - top_p) * Z / n_finite: the tokens from the cut token on
+  //    weigh more than (1 - top_p) * Z together and none outweighs it, so the cut token (and
+  //    every kept one) weighs more than that. Halved to stay clear of rounding.
+  const double tail_bound =
+      params_.top_p < 1.0f ? 0.5 * (1.0 - static_cast<double>(params_.top_p)) * z / n_finite : 0.0;
+  const double min_weight = params_.min_p;
+  const auto keep = [&](double w) { return w > 0.0 && w >= min_weight && w > tail_bound; };
+  if (use_top_k) {
+    c.erase(std::remove_if(c.begin(), c.end(), [&](const Candidate& x) { return !keep(x.weight); }),
+            c.end());
+  } else {
+    // Skip the exp() of tokens that are surely below the floor; the margin makes the skip
+    // conservative, keep() has the last word.
+    const double floor_w = std::max(min_weight, tail_bound);
+    const double skip_below = floor_w > 0.0 ? std::log(floor_w) - 1e-3 : -HUGE_VAL;
+    for (int32_t i = 0; i < n; ++i) {
+      const float l = logits[i];
+      if (!(l > -kInf)) continue;
+      if ((static_cast<double>(l) - max_logit) * inv_t < skip_below) continue;
+      const double w = weight_of(l);
+      if (keep(w)) c.push_back({i, l, w});
+    }
+  }
+
+  // 5. Top-p: the kept set is the shortest prefix of the sorted order whose weight reaches
+  // top_p * Z. Rather than sorting every candidate, first narrow down where the cut lies by
+  // bisecting with nth_element (expected O(n) in all), then sort only the head and walk it;
+  // the walk decides, so the cut is the same as after a full sort.
+  if (params_.top_p < 1.0f) {
+    const double target = static_cast<double>(params_.top_p) * z;
+    size_t sorted_end = sorted ? c.size() : 0;
+    if (!sorted) {
+      // Invariant: the top `lo` weigh less than target (cum), the top `hi` at least target.
+      size_t lo = 0, hi = c.size();
+      double cum = 0.0;
+      while (hi - lo > kTopPSortedHead) {
+        const size_t mid = lo + (hi - lo) / 2;
+        std::nth_element(c.begin() + lo, c.begin() + mid, c.begin() + hi, higher);
+        double mass = 0.0;
+        for (size_t i = lo; i < mid; ++i) mass += c[i].weight;
+        if (cum + mass >= target) {
+          hi = mid;
+        } else {
+          cum += mass;
+          lo = mid;
+        }
+      }
+      std::sort(c.begin(), c.begin() + hi, higher);
+      sorted_end = hi;
+    }
+    double cum = 0.0;
+    size_t cut = c.size();
+    for (size_t i = 0; i < c.size(); ++i) {
+      // Only reached if rounding in the bisection's sums put the cut just past `hi`.
+      if (i == sorted_end) {
+        const size_t end = std::min(c.size(), sorted_end + kTopPSortedHead);
+        std::partial_sort(c.begin() + sorted_end, c.begin() + end, c.end(), higher);
+        sorted_end = end;
+      }
+      cum += c[i].weight;
+      if (cum >= target) {
+        cut = i + 1;
+        break;
+      }
+    }
+    c.resize(cut);
+  }
+  // The top token always survives valid parameters (its weight is 1); this only guards release
+  // builds run with parameters that failed validate() (min_p >= 1, NaN temperature).
+  if (c.empty()) return best;
+  return -1;
+}
+
+int32_t Sampler::sample(float* logits) {
+  assert(logits != nullptr);
+  if (n_vocab_ <= 0) return 0;
+  const int32_t forced = prepare(logits, &scratch_);
+  if (params_.temperature == 0.0f) return forced;
+
+  // Exactly one RNG output per non-greedy call, even when the outcome is already decided, so
+  // the stream position depends only on the number of calls.
+  const double u = next_uniform(rng_);
+  if (forced >= 0) return forced;
+
+  const std::vector<Candidate>& c = scratch_.cands;
+  double total = 0.0;
+  for (const Candidate& cand : c) total += cand.weight;
+  const double target = u * total;
+  double cum = 0.0;
+  for (const Candidate& cand : c) {
+    cum += cand.weight;
+    if (target < cum) return cand.id;
+  }
+  // Only reachable through rounding in the sums: the last candidate owns the top sliver.
+  return c.back().id;
+}
+
+std::vector<TokenProb> Sampler::probabilities(const float* logits) const {
+  if (n_vocab_ <= 0) return {};
+  std::vector<float> copy(logits, logits + n_vocab_);
+  Scratch s;
+  const int32_t forced = prepare(copy.data(), &s);
+  if (forced >= 0) return {{forced, 1.0}};
+
+  std::sort(s.cands.begin(), s.cands.end(), higher);
+  double total = 0.0;
+  for (const Candidate& cand : s.cands) total += cand.weight;
+  std::vector<TokenProb> out;
+  out.reserve(s.cands.size());
+  for (const Candidate& cand : s.cands) out.push_back({cand.id, cand.weight / total});
+  return out;
+}
+
+}  // namespace rwkv
