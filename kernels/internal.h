@@ -1,0 +1,115 @@
+// Private to kernels/: the per-ISA tables and the helpers every variant shares.
+//
+// Each variant file defines one table; kernels.cpp chooses among them. Nothing outside
+// kernels/ includes this header.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace rwkv::kern::detail {
+
+// The scalar reference (kernels/scalar/). Always compiled.
+const Kernels& scalar_table();
+#if defined(RWKV_EDGE_HAVE_AVX2)
+// AVX2 + FMA + F16C (kernels/avx2/). Only call after the CPU check in kernels.cpp.
+const Kernels& avx2_table();
+#endif
+#if defined(RWKV_EDGE_HAVE_NEON) && defined(__aarch64__)
+// AArch64 Advanced SIMD (kernels/neon/). Every AArch64 CPU has it.
+const Kernels& neon_table();
+#endif
+
+// Below this many weights (rows * cols) a gemm runs on the calling thread: waking an OpenMP
+// team costs a few microseconds, about what 64k multiply-adds take.
+constexpr int64_t kParallelMinWeights = int64_t{1} << 16;
+
+// The thread count for a gemm over `weights` weights: num_threads() when it is worth it, else 1.
+inline int gemm_threads(int64_t weights) {
+  return weights > kParallelMinWeights ? num_threads() : 1;
+}
+
+// Calls f(i) for i in [0, count), split into contiguous static chunks over `threads` OpenMP
+// threads (serially without OpenMP or with threads <= 1). f must not throw.
+template <class F>
+void parallel_for(int64_t count, int threads, const F& f) {
+#if defined(_OPENMP)
+  if (threads > 1 && count > 1) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < count; ++i) f(i);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < count; ++i) f(i);
+}
+
+// Tiling shared by the SIMD variants: compile-time tile shapes passed as values.
+template <int N>
+using Int = std::integral_constant<int, N>;
+
+// Calls tile(Int<R>{}, Int<V>{}, r0, v0, k0, k1) with V == nv. REQUIRES: 1 <= nv <= VM.
+template <int R, int VM, class Tile>
+void call_tile(int nv, int64_t r0, int64_t v0, int64_t k0, int64_t k1, const Tile& tile) {
+  if constexpr (VM > 1) {
+    if (nv < VM) return call_tile<R, VM - 1>(nv, r0, v0, k0, k1, tile);
+  }
+  tile(Int<R>{}, Int<VM>{}, r0, v0, k0, k1);
+}
+
+// Y[n, rows] = X[n, cols] · W[rows, cols]^T by tiles of RT rows. Each thread takes a contiguous
+// run of tiles. In a tile the vectors go by groups of up to VM; when there is more than one
+// group, the columns go by spans of KC so that the tile's weights and the activations of the
+// span stay in L1 while every group passes over them. Calls
+// tile(Int<R>, Int<V>, r0, v0, k0, k1) for rows r0..r0+R-1, vectors v0..v0+V-1, columns
+// k0..k1-1; a partial tile at the bottom goes one row at a time. KC must keep spans whole
+// (a multiple of the block size for quantised weights).
+template <int RT, int VM, int KC, class Tile>
+void run_tiles(const MatView& w, int64_t n, const Tile& tile) {
+  const int64_t tiles = (w.rows + RT - 1) / RT;
+  const int64_t span = n > VM ? KC : w.cols;
+  parallel_for(tiles, gemm_threads(w.rows * w.cols), [&](int64_t t) {
+    const int64_t r0 = t * RT;
+    const int64_t nr = w.rows - r0 < RT ? w.rows - r0 : RT;
+    for (int64_t k0 = 0; k0 < w.cols; k0 += span) {
+      const int64_t k1 = w.cols - k0 < span ? w.cols : k0 + span;
+      for (int64_t v0 = 0; v0 < n;) {
+        const int nv = n - v0 < VM ? (int)(n - v0) : VM;
+        if (nr == RT) {
+          call_tile<RT, VM>(nv, r0, v0, k0, k1, tile);
+        } else {
+          for (int64_t r = r0; r < r0 + nr; ++r) call_tile<1, VM>(nv, r, v0, k0, k1, tile);
+        }
+        v0 += nv;
+      }
+    }
+  });
+}
+
+
+// A per-thread byte buffer of at least `bytes`, reused across calls on the same thread (the
+// quantised activations of a gemm live here). Valid until the next call on this thread.
+inline uint8_t* thread_scratch(size_t bytes) {
+  thread_local std::vector<uint8_t> buf;
+  if (buf.size() < bytes) buf.resize(bytes);
+  return buf.data();
+}
+
+// Is `t` one of the weight types gemm accepts?
+inline bool is_weight_type(DType t) {
+  switch (t) {
+    case DType::kF32: case DType::kF16: case DType::kQ4_0: case DType::kQ4_1:
+    case DType::kQ5_0: case DType::kQ5_1: case DType::kQ8_0:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Does a quantised weight type pair with q8_1 activations (q4_1, q5_1) rather than q8_0?
+inline bool uses_q8_1(DType t) { return t == DType::kQ4_1 || t == DType::kQ5_1; }
+
+}  // namespace rwkv::kern::detail

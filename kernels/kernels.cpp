@@ -1,0 +1,212 @@
+// Choosing the kernel table once per process, and the kernels' thread count.
+//
+// The choice: RWKV_EDGE_KERNELS=scalar forces the reference; otherwise the best compiled variant
+// whose CPU features are present and which passes a known-answer test against the scalar
+// reference (a miscompiled or mis-detected SIMD path then costs speed, not wrong answers).
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "engine/common/fp16.h"
+#include "kernels/internal.h"
+
+namespace rwkv::kern {
+namespace {
+
+// --- known-answer test ------------------------------------------------------------------------
+
+// A small deterministic generator (xorshift64*), so the test is the same on every run.
+struct Rng {
+  uint64_t s;
+  uint64_t next() {
+    s ^= s >> 12; s ^= s << 25; s ^= s >> 27;
+    return s * 0x2545F4914F6CDD1Dull;
+  }
+  float uniform() { return (float)((next() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
+};
+
+// Random bytes for a weight matrix of type t; the fp16 scales (and mins) are set to small
+// finite values so products stay finite.
+std::vector<uint8_t> random_weights(DType t, int64_t rows, int64_t cols, Rng& rng) {
+  std::vector<uint8_t> buf(dtype_row_bytes(t, cols) * (size_t)rows);
+  if (t == DType::kF32) {
+    for (size_t i = 0; i < buf.size(); i += 4) {
+      const float f = rng.uniform();
+      std::memcpy(&buf[i], &f, 4);
+    }
+    return buf;
+  }
+  if (t == DType::kF16) {
+    for (size_t i = 0; i < buf.size(); i += 2) {
+      const uint16_t h = fp32_to_fp16(rng.uniform());
+      std::memcpy(&buf[i], &h, 2);
+    }
+    return buf;
+  }
+  for (auto& b : buf) b = (uint8_t)rng.next();
+  const size_t bb = dtype_block_bytes(t);
+  const bool has_min = detail::uses_q8_1(t);
+  for (size_t off = 0; off < buf.size(); off += bb) {
+    const uint16_t d = fp32_to_fp16(0.01f + 0.02f * std::fabs(rng.uniform()));
+    std::memcpy(&buf[off], &d, 2);
+    if (has_min) {
+      const uint16_t m = fp32_to_fp16(0.1f * rng.uniform());
+      std::memcpy(&buf[off + 2], &m, 2);
+    }
+  }
+  return buf;
+}
+
+// Does `k` agree with the scalar reference on small random problems of every weight type?
+// f32/f16 and quantised gemm may differ only by float reassociation; the activation quantisers
+// and half conversions must agree bit for bit.
+bool passes_known_answer_test(const Kernels& k) {
+  const Kernels& ref = detail::scalar_table();
+  Rng rng{0x9E3779B97F4A7C15ull};
+  const DType types[] = {DType::kF32, DType::kF16, DType::kQ4_0, DType::kQ4_1,
+                         DType::kQ5_0, DType::kQ5_1, DType::kQ8_0};
+  // 33 blocks and 5 vectors: the SIMD paths' multi-block groups, leftover blocks, column spans
+  // and partial row tiles all run.
+  const int64_t rows = 13, cols = 1056, n = 5;
+  std::vector<float> x((size_t)(n * cols));
+  for (auto& f : x) f = rng.uniform();
+  for (DType t : types) {
+    const std::vector<uint8_t> wbuf = random_weights(t, rows, cols, rng);
+    const MatView w{t, rows, cols, wbuf.data()};
+    std::vector<float> y((size_t)(n * rows)), y_ref(y.size()), wrow((size_t)cols);
+    k.gemm(w, x.data(), cols, n, y.data(), rows);
+    ref.gemm(w, x.data(), cols, n, y_ref.data(), rows);
+    for (int64_t v = 0; v < n; ++v) {
+      for (int64_t r = 0; r < rows; ++r) {
+        // Bound on reassociation error: (terms + lanes) * eps * Σ|w x|, with |w| <= ~1.1 here.
+        double mag = 0.0;
+        ref.get_row(w, r, wrow.data());
+        for (int64_t c = 0; c < cols; ++c) mag += std::fabs((double)wrow[c] * x[v * cols + c]);
+        const double tol = (cols + 16) * 1.2e-7 * (mag + 1.0);
+        const double diff = std::fabs((double)y[v * rows + r] - y_ref[v * rows + r]);
+        if (!(diff <= tol)) return false;
+      }
+    }
+  }
+  std::vector<BlockQ8_0> q0(cols / kQK), q0_ref(q0.size());
+  std::vector<BlockQ8_1> q1(cols / kQK), q1_ref(q1.size());
+  k.quantize_q8_0(x.data(), q0.data(), cols);
+  ref.quantize_q8_0(x.data(), q0_ref.data(), cols);
+  k.quantize_q8_1(x.data(), q1.data(), cols);
+  ref.quantize_q8_1(x.data(), q1_ref.data(), cols);
+  if (std::memcmp(q0.data(), q0_ref.data(), q0.size() * sizeof(BlockQ8_0)) != 0) return false;
+  if (std::memcmp(q1.data(), q1_ref.data(), q1.size() * sizeof(BlockQ8_1)) != 0) return false;
+  std::vector<uint16_t> h(x.size()), h_ref(x.size());
+  std::vector<float> f(x.size()), f_ref(x.size());
+  k.f32_to_f16(x.data(), h.data(), (int64_t)x.size());
+  ref.f32_to_f16(x.data(), h_ref.data(), (int64_t)x.size());
+  k.f16_to_f32(h.data(), f.data(), (int64_t)h.size());
+  ref.f16_to_f32(h.data(), f_ref.data(), (int64_t)h.size());
+  return h == h_ref && std::memcmp(f.data(), f_ref.data(), f.size() * sizeof(float)) == 0;
+}
+
+// --- CPU features ----------------------------------------------------------------------------
+
+#if defined(RWKV_EDGE_HAVE_AVX2)
+bool cpu_has_avx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
+}
+#endif
+
+// The compiled variants this CPU can run, best first (scalar excluded).
+std::vector<const Kernels*> runnable_variants() {
+  std::vector<const Kernels*> v;
+#if defined(RWKV_EDGE_HAVE_AVX2)
+  if (cpu_has_avx2()) v.push_back(&detail::avx2_table());
+#endif
+#if defined(RWKV_EDGE_HAVE_NEON) && defined(__aarch64__)
+  v.push_back(&detail::neon_table());
+#endif
+  return v;
+}
+
+const Kernels& choose() {
+  const char* env = std::getenv("RWKV_EDGE_KERNELS");
+  if (env != nullptr && std::strcmp(env, "scalar") == 0) {
+    std::fprintf(stderr, "rwkv-edge: kernels: scalar (forced by RWKV_EDGE_KERNELS)\n");
+    return detail::scalar_table();
+  }
+  for (const Kernels* k : runnable_variants()) {
+    if (passes_known_answer_test(*k)) {
+      std::fprintf(stderr, "rwkv-edge: kernels: %s, %d threads\n", k->name, num_threads());
+      return *k;
+    }
+    std::fprintf(stderr, "rwkv-edge: kernels: %s failed its known-answer test, not used\n",
+                 k->name);
+  }
+  std::fprintf(stderr, "rwkv-edge: kernels: scalar, %d threads\n", num_threads());
+  return detail::scalar_table();
+}
+
+// --- threads -----------------------------------------------------------------------------------
+
+// Physical cores: distinct (physical id, core id) pairs in /proc/cpuinfo, which counts each
+// hyper-threaded core once (a memory-bound matvec gains nothing from the second hyper-thread).
+// Falls back to std::thread::hardware_concurrency() where the file lacks them (ARM).
+int physical_cores() {
+  std::ifstream in("/proc/cpuinfo");
+  std::set<std::pair<int, int>> cores;
+  std::string line;
+  int phys = 0;
+  while (std::getline(in, line)) {
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    const int value = std::atoi(line.c_str() + colon + 1);
+    if (line.compare(0, 11, "physical id") == 0) phys = value;
+    if (line.compare(0, 7, "core id") == 0) cores.insert({phys, value});
+  }
+  if (!cores.empty()) return (int)cores.size();
+  const unsigned hc = std::thread::hardware_concurrency();
+  return hc > 0 ? (int)hc : 1;
+}
+
+int default_threads() {
+  static const int n = physical_cores();
+  return n;
+}
+
+std::atomic<int> g_threads{0};  // 0 = default_threads()
+
+}  // namespace
+
+const Kernels& kernels() {
+  static const Kernels& k = choose();
+  return k;
+}
+
+const Kernels& scalar_kernels() { return detail::scalar_table(); }
+
+int available_kernels(const Kernels** out, int max) {
+  int count = 0;
+  if (count < max) out[count] = &detail::scalar_table();
+  ++count;
+  for (const Kernels* k : runnable_variants()) {
+    if (count < max) out[count] = k;
+    ++count;
+  }
+  return count < max ? count : max;
+}
+
+void set_num_threads(int n) { g_threads.store(n > 0 ? n : 0, std::memory_order_relaxed); }
+
+int num_threads() {
+  const int n = g_threads.load(std::memory_order_relaxed);
+  return n > 0 ? n : default_threads();
+}
+
+}  // namespace rwkv::kern
