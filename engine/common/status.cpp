@@ -13,6 +13,7 @@ const char* status_code_name(StatusCode code) {
     case StatusCode::kUnavailable: return "Unavailable";
     case StatusCode::kInternal: return "Internal error";
     case StatusCode::kIOError: return "I/O error";
+    case StatusCode::kConflict: return "Conflict";
   }
   return "Unknown";
 }

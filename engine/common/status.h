@@ -26,6 +26,7 @@ enum class StatusCode {
   kUnavailable,        // not ready yet / shutting down
   kInternal,           // a bug: an invariant failed
   kIOError,            // the OS refused a read or write
+  kConflict,           // the thing is busy / in a state that forbids the call (session in use)
 };
 
 const char* status_code_name(StatusCode code);
@@ -42,6 +43,7 @@ class [[nodiscard]] Status {
   static Status Unavailable(std::string msg) { return Status(StatusCode::kUnavailable, std::move(msg)); }
   static Status Internal(std::string msg) { return Status(StatusCode::kInternal, std::move(msg)); }
   static Status IOError(std::string msg) { return Status(StatusCode::kIOError, std::move(msg)); }
+  static Status Conflict(std::string msg) { return Status(StatusCode::kConflict, std::move(msg)); }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }
