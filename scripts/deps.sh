@@ -25,10 +25,10 @@ ensure_packages() {
   fi
 }
 
-# build_release BUILD_DIR [extra cmake args]: configures and builds everything, Release.
+# build_release BUILD_DIR [TARGET]: configures (Release) and builds TARGET (default: all).
 build_release() {
   local dir="$1"
-  shift
-  cmake -S "$RWKV_EDGE_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
-  cmake --build "$dir" -j"$(nproc)"
+  local target="${2:-all}"
+  cmake -S "$RWKV_EDGE_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$dir" --target "$target" -j"$(nproc)"
 }
