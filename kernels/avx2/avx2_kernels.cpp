@@ -216,6 +216,9 @@ inline __m128 four_halves(const B* b, size_t off) {
   return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h)));
 }
 
+// How far ahead (in blocks) quant_tile prefetches each weight row.
+constexpr int kPrefetchBlocks = 32;
+
 // Y[v0+v][r0+r] (+)= the quantised dot over columns k0..k1 (whole blocks) for r < R, v < V;
 // stores when k0 == 0, adds otherwise.
 //
@@ -224,8 +227,6 @@ inline __m128 four_halves(const B* b, size_t off) {
 // and scaled by [d0 d1 d2 d3 | d0 d1 d2 d3] with d_i = d_w * d_x of block i. That halves the
 // conversions and multiply-adds per block, which is what bounds the batched case. The _1
 // types add m_w * s_x with a [m0 m1 m2 m3 | 0 0 0 0] vector. Leftover blocks go one at a time.
-constexpr int kPrefetchBlocks = 32;
-
 template <class Q, int R, int V>
 void quant_tile(const MatView& w, int64_t r0, const QuantActs<ActBlock<Q>>& xa, int64_t v0,
                 float* y, int64_t ldy, int64_t k0, int64_t k1) {
@@ -246,7 +247,8 @@ void quant_tile(const MatView& w, int64_t r0, const QuantActs<ActBlock<Q>>& xa, 
     __m256 dw[R], mw[R];
     for (int r = 0; r < R; ++r) {
       // The decode keeps the core busy enough that the hardware prefetcher alone falls behind
-      // on rows streamed from memory; fetching ~1 KiB ahead doubled q5_0 matvec throughput.
+      // on rows streamed from memory; fetching ~1 KiB ahead took a 16384^2 q5_0 matvec from about
+      // 50 to 25-35 ms here (noisy shared machine).
       // (Prefetches past the end of the matrix are harmless hints.)
       const uintptr_t ahead = reinterpret_cast<uintptr_t>(wb[r] + i) + kPrefetchBlocks * sizeof(Block);
       _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T0);
