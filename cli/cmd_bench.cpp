@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "kernels/bench.h"
 
 namespace rwkv::cli {
 namespace {
@@ -26,7 +27,7 @@ int cmd_bench(int argc, char** argv) {
               "step) and decode's effective bandwidth = bytes of weights read per token x tokens/s.\n"
               "Figures are medians over --runs runs. Token ids are random (any model works).");
   std::string model;
-  int64_t threads = 0, prompt = 128, decode = 64, runs = 5, chunk = 64, seed = 1;
+  int64_t threads = 0, prompt = 128, decode = 64, runs = 5, chunk = 64, seed = 1, bw_mb = 1024;
   p.add_string("--model", "M", "model file (default: the embedded default model)", &model);
   p.add_int("--threads", "N", "threads (0 = physical cores)", &threads, 0, 1024);
   p.add_int("--prompt-tokens", "N", "prefill length", &prompt, 1, 1 << 20);
@@ -34,6 +35,7 @@ int cmd_bench(int argc, char** argv) {
   p.add_int("--chunk", "N", "prefill chunk rows", &chunk, 1, 4096);
   p.add_int("--runs", "N", "runs (median reported)", &runs, 1, 1000);
   p.add_int("--seed", "S", "seed of the random token ids", &seed, 0, INT64_MAX);
+  p.add_int("--bandwidth-mb", "N", "buffer for the read-bandwidth measurement, MiB (0 = skip)", &bw_mb, 0, 1 << 20);
   if (int rc = parse_args(p, argc, argv); rc >= 0) return rc;
   apply_threads(threads);
   Result<std::string> path = resolve_model_path(model);
@@ -69,6 +71,8 @@ int cmd_bench(int argc, char** argv) {
     dec.push_back((double)decode / std::chrono::duration<double>(t2 - t1).count());
   }
   const double bytes = (double)mod.weight_bytes_per_token();
+  // The machine's read bandwidth, measured in this run, is the limit decode is judged by.
+  const double read_bw = bw_mb > 0 ? kern::measure_read_bandwidth_gbs((size_t)bw_mb << 20, kern::num_threads()) : 0.0;
   const double dec_tps = median(dec);
   std::printf("model:            %s (RWKV v%s, %" PRId64 " layers, n_embd %" PRId64 ", vocab %" PRId64 ")\n",
               path.value().c_str(), version_name(hp.version), hp.n_layer, hp.n_embd, hp.n_vocab);
@@ -78,6 +82,10 @@ int cmd_bench(int argc, char** argv) {
   std::printf("decode:           %.2f tokens/s (median of %" PRId64 " runs of %" PRId64 " tokens)\n", dec_tps, runs, decode);
   std::printf("weights/token:    %.1f MB\n", bytes / 1e6);
   std::printf("decode bandwidth: %.2f GB/s effective\n", bytes * dec_tps / 1e9);
+  if (read_bw > 0) {
+    std::printf("read bandwidth:   %.2f GB/s (STREAM-like read, %" PRId64 " MiB, same threads)\n", read_bw, bw_mb);
+    std::printf("decode / read:    %.0f%%\n", 100.0 * bytes * dec_tps / 1e9 / read_bw);
+  }
   return 0;
 }
 
