@@ -12,6 +12,7 @@ int cmd_convert(int argc, char** argv);
 int cmd_synth(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_serve(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
 int cmd_loadgen(int argc, char** argv);
 
 }  // namespace rwkv::cli

@@ -20,6 +20,7 @@ const Command kCommands[] = {
     {"tokenize", rwkv::cli::cmd_tokenize, "print the token ids of a text file as a JSON array"},
     {"convert", rwkv::cli::cmd_convert, "convert rwkv.cpp .bin / safetensors / GGUF to GGUF or rwkv.cpp"},
     {"synth", rwkv::cli::cmd_synth, "write a random-weight model of a published shape (benchmarks)"},
+    {"eval", rwkv::cli::cmd_eval, "perplexity, bits per byte, LAMBADA, KL / top-1 agreement against a reference"},
     {"bench", rwkv::cli::cmd_bench, "measure prefill and decode speed of a model"},
     {"serve", rwkv::cli::cmd_serve, "serve a model over an OpenAI-style HTTP API"},
     {"loadgen", rwkv::cli::cmd_loadgen, "load-test a running server: concurrency, TTFT, inter-token latency"},

@@ -107,7 +107,7 @@ TEST_CASE("tokenize --model uses the embedded tokenizer (byte-level for rwkv.cpp
 }
 
 TEST_CASE("every subcommand has --help") {
-  for (const char* cmd : {"info", "generate", "logits", "tokenize", "convert", "synth", "bench"}) {
+  for (const char* cmd : {"info", "generate", "logits", "tokenize", "convert", "synth", "bench", "eval", "serve", "loadgen"}) {
     CAPTURE(cmd);
     const Run r = run(std::string(cmd) + " --help");
     CHECK(r.exit_code == 0);
@@ -158,6 +158,54 @@ TEST_CASE("convert to GGUF and back to rwkv.cpp keeps the logits; generate runs 
   CHECK(r.exit_code == 0);
   const Run again = run("generate --model " + quote(dir.file("m.gguf")) + " --prompt 'First Citizen:' --max-tokens 8 --seed 3 --quiet");
   CHECK(again.out == r.out);  // same seed, same text
+}
+
+}  // namespace rwkv
+
+namespace rwkv {
+
+TEST_CASE("eval reproduces the independent reference's cross-entropy on tiny-shakespeare") {
+  // golden/bits_per_byte.json: bits per predicted byte over positions 1..1023 of the first
+  // 1024 bytes, by an independent pure-Python forward pass.
+  const std::vector<uint8_t> raw = test::read_bytes(test::shared_dir() + "/models/rwkv-cpp-tiny/golden/bits_per_byte.json");
+  const nlohmann::json golden = nlohmann::json::parse(raw.begin(), raw.end())["results"];
+  for (const char* file : {"tiny-rwkv-4v0-660K-FP32.bin", "tiny-rwkv-5v1-730K-FP32.bin", "tiny-rwkv-5v2-730K-FP32.bin",
+                           "tiny-rwkv-6v0-1m-FP32.bin", "tiny-rwkv-7v0-834K-FP32.bin"}) {
+    CAPTURE(file);
+    const Run r = run("eval --model " + quote(test::tiny_model(file)) + " --text-file " +
+                      quote(test::shared_dir() + "/data/tiny-shakespeare/input.txt") + " --max-tokens 1024 --json --quiet");
+    REQUIRE_MESSAGE(r.exit_code == 0, r.out);
+    const nlohmann::json j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+    CHECK(j["tokens_scored"] == 1023);
+    const double bits = j["mean_nll"].get<double>() / std::log(2.0);
+    // The reference prints 4 decimals.
+    CHECK(std::fabs(bits - golden[file]["tiny-shakespeare[0:1024]"].get<double>()) <= 1e-4);
+  }
+}
+
+TEST_CASE("eval --lambada and --reference run end to end") {
+  const std::string model = test::tiny_model("tiny-rwkv-5v2-730K-FP32.bin");
+  Run r = run("eval --model " + quote(model) + " --lambada " + quote(test::shared_dir() + "/data/lambada_openai/lambada_test.jsonl") +
+              " --max-items 5 --json --quiet");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.out);
+  nlohmann::json j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  CHECK(j["items"] == 5);
+  CHECK(j["accuracy"].get<double>() >= 0.0);
+  CHECK(j["perplexity"].get<double>() > 1.0);
+  // A model against itself: no drift.
+  r = run("eval --model " + quote(model) + " --reference " + quote(model) + " --text-file " +
+          quote(test::shared_dir() + "/data/tiny-shakespeare/input.txt") + " --max-tokens 200 --json --quiet");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.out);
+  j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  CHECK(j["mean_kl"].get<double>() < 1e-9);
+  CHECK(j["top1_agreement"] == 1.0);
+  // Against the Q5_0 file of the same model: some drift, mostly the same argmax.
+  r = run("eval --model " + quote(test::tiny_model("tiny-rwkv-5v2-730K-Q5_1.bin")) + " --reference " + quote(model) +
+          " --text-file " + quote(test::shared_dir() + "/data/tiny-shakespeare/input.txt") + " --max-tokens 200 --json --quiet");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.out);
+  j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  CHECK(j["mean_kl"].get<double>() > 1e-6);
+  CHECK(j["top1_agreement"].get<double>() > 0.5);
 }
 
 }  // namespace rwkv
