@@ -259,7 +259,8 @@ bool parse_generation_request(const std::string& body, bool chat, const Limits& 
   sp.frequency_penalty = (float)frequency;
   sp.penalty_decay = (float)decay;
   sp.top_k = (int32_t)top_k;
-  sp.seed = o.contains("seed") && !o["seed"].is_null() ? (uint64_t)seed : 0;
+  out->seed_given = o.contains("seed") && !o["seed"].is_null();
+  sp.seed = out->seed_given ? (uint64_t)seed : 0;
   if (auto it = o.find("logit_bias"); it != o.end() && !it->is_null()) {
     if (!it->is_object()) {
       *err = bad("logit_bias", "'logit_bias' must be an object {\"token id\": bias}");

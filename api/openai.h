@@ -61,6 +61,7 @@ struct GenerationRequest {
   bool stream = false;
   bool include_usage = false;     // stream_options.include_usage
   std::string session_id;         // body `session_id` (the X-Session-Id header is merged by routes)
+  bool seed_given = false;        // false: the server draws a fresh seed per request
 };
 
 // Parses and validates a request body. On failure fills `err` (400 with `param`, or 404 for an

@@ -1,6 +1,7 @@
 #include "server/routes.h"
 
 #include <chrono>
+#include <random>
 #include <cstdio>
 #include <sstream>
 
@@ -168,6 +169,13 @@ void handle_generation(ServerContext& ctx, bool chat, const HttpRequest& req, Ht
       return reply_error(res, api::error_from_status(Status::Conflict("session '" + g.session_id + "' is in use by another request"),
                                                      "session_id"));
     }
+  }
+  if (!g.seed_given) {
+    // Without a seed every request samples differently, as clients expect.
+    static std::mutex seed_mu;
+    static std::mt19937_64 seeder(std::random_device{}());
+    std::lock_guard<std::mutex> lock(seed_mu);
+    g.sampling.seed = seeder();
   }
   JobSpec spec;
   spec.chat = chat;

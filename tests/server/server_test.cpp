@@ -372,3 +372,19 @@ TEST_CASE("a client that disconnects mid-stream frees its session, which stays u
 }
 
 }  // namespace rwkv
+
+namespace rwkv {
+
+TEST_CASE("a seed makes sampling reproducible; without one requests differ") {
+  test::TempDir dir;
+  test::ServerProcess srv({"--model", tiny_gguf(), "--state-dir", dir.file("state")}, dir.file("log"));
+  REQUIRE(srv.wait_ready());
+  httplib::Client c = srv.client();
+  const json req = {{"prompt", "First Citizen:"}, {"max_tokens", 40}, {"temperature", 1.0}};
+  json seeded = req;
+  seeded["seed"] = 1234;
+  CHECK(completion_text(post(c, "/v1/completions", seeded)) == completion_text(post(c, "/v1/completions", seeded)));
+  CHECK(completion_text(post(c, "/v1/completions", req)) != completion_text(post(c, "/v1/completions", req)));
+}
+
+}  // namespace rwkv
