@@ -12,7 +12,8 @@ int cmd_loadgen(int argc, char** argv) {
               "Send concurrent /v1/completions (or --chat /v1/chat/completions) requests to a running server\n"
               "and report requests by outcome, throughput, and TTFT / inter-token / total latency\n"
               "percentiles. One TCP connection per request. Exit code 0 when there was no 5xx, transport,\n"
-              "protocol (bad body, SSE error event, missing [DONE]) or session error, else 1.\n"
+              "protocol (bad body, SSE error event, missing [DONE]) or session error and at least one\n"
+              "request succeeded, else 1.\n"
               "--health URL only checks that GET URL answers 200 (for container health checks).");
   loadgen::LoadgenOptions o;
   std::string prompt_file, health, json_file;

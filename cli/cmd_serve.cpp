@@ -1,5 +1,6 @@
 // serve: the OpenAI-style HTTP server. Wires the model, sessions, scheduler and routes; the
 // HTTP socket is up first so /health can say 503 while the model loads.
+#include <atomic>
 #include <fstream>
 #include <thread>
 
@@ -98,20 +99,20 @@ int cmd_serve(int argc, char** argv) {
   server::log_info("listening on http://{}:{} ({} API key{})", host, bound.value(), api_keys.size(),
                    api_keys.size() == 1 ? "" : "s");
 
-  // Load in the background: /health answers 503 until this is done.
+  // Load in the background: /health answers 503 until this is done. A model that cannot be
+  // loaded ends the process with exit code 1, so supervisors and containers see it at once.
+  std::atomic<bool> load_failed{false};
+  auto give_up = [&](const Status& st) {
+    ctx.load_error = st.to_string();
+    server::log_error("{}", ctx.load_error);
+    load_failed.store(true);
+    http.stop();
+  };
   std::thread loader([&] {
     Result<std::shared_ptr<Model>> m = load_model(path.value());
-    if (!m.ok()) {
-      ctx.load_error = m.status().to_string();
-      server::log_error("{}", ctx.load_error);
-      return;
-    }
+    if (!m.ok()) return give_up(m.status());
     Result<std::unique_ptr<Tokenizer>> tok = model_tokenizer(**m);
-    if (!tok.ok()) {
-      ctx.load_error = tok.status().to_string();
-      server::log_error("{}", ctx.load_error);
-      return;
-    }
+    if (!tok.ok()) return give_up(tok.status());
     const Hparams& hp = (*m)->hparams();
     ctx.model_id = model_id.empty() ? model_id_from((*m)->file(), path.value()) : model_id;
     ctx.limits.model_id = ctx.model_id;
@@ -120,11 +121,7 @@ int cmd_serve(int argc, char** argv) {
     ctx.limits.n_vocab = (int32_t)hp.n_vocab;
     ctx.sessions = std::make_unique<server::SessionStore>(state_dir, (size_t)max_sessions, hp);
     Status st = ctx.sessions->open();
-    if (!st.ok()) {
-      ctx.load_error = st.to_string();
-      server::log_error("{}", ctx.load_error);
-      return;
-    }
+    if (!st.ok()) return give_up(st);
     ctx.model = m.value();
     ctx.tokenizer = std::shared_ptr<const Tokenizer>(std::move(tok).value());
     server::SchedulerOptions so;
@@ -163,7 +160,7 @@ int cmd_serve(int argc, char** argv) {
   signal_thread.join();
   if (shutdown.joinable()) shutdown.join();
   if (loader.joinable()) loader.join();
-  int rc = 0;
+  int rc = load_failed.load() ? 1 : 0;
   if (ctx.scheduler) ctx.scheduler->stop();
   if (ctx.sessions) {
     Status st = ctx.sessions->persist_all();

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <thread>
 
 namespace rwkv::server {
 
@@ -107,6 +109,9 @@ Result<int> HttpServer::bind(const std::string& host, int port) {
 
 void HttpServer::run() { impl_->svr.listen_after_bind(); }
 
-void HttpServer::stop() { impl_->svr.stop(); }
+void HttpServer::stop() {
+  for (int i = 0; i < 500 && !impl_->svr.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  impl_->svr.stop();
+}
 
 }  // namespace rwkv::server

@@ -69,7 +69,8 @@ class HttpServer {
   Result<int> bind(const std::string& host, int port);
   // Serves until stop(). REQUIRES: bind() succeeded.
   void run();
-  // Stops accepting and returns once run() is winding down; safe from any thread.
+  // Stops accepting and returns once run() is winding down; safe from any thread. If run()
+  // has not started yet, waits (up to a few seconds) for it to start, so the stop is not lost.
   void stop();
 
  private:

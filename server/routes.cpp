@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <random>
+#include <thread>
 #include <cstdio>
 #include <sstream>
 
@@ -164,6 +165,12 @@ void handle_generation(ServerContext& ctx, bool chat, const HttpRequest& req, Ht
   if (!resolve_session_id(req, &g.session_id, res)) return;
   if (!g.session_id.empty()) {
     Result<SessionInfo> si = ctx.sessions->info(g.session_id, owner);
+    // A session whose previous client just hung up is released at the scheduler's next step:
+    // wait a little before calling it busy.
+    for (int i = 0; i < 200 && si.ok() && si->busy; ++i) {
+      std::this_thread::sleep_for(milliseconds(10));
+      si = ctx.sessions->info(g.session_id, owner);
+    }
     if (!si.ok()) return reply_error(res, api::error_from_status(si.status(), "session_id"));
     if (si->busy) {
       return reply_error(res, api::error_from_status(Status::Conflict("session '" + g.session_id + "' is in use by another request"),

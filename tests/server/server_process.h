@@ -64,6 +64,7 @@ class ServerProcess {
       int st;
       if (waitpid(pid_, &st, WNOHANG) == pid_) {
         exited_ = true;
+        exit_code_ = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
         return false;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -80,6 +81,7 @@ class ServerProcess {
 
   // Sends SIGTERM and returns the exit code (-1 if killed by a signal or timed out).
   int terminate(double seconds = 30) {
+    if (exited_) return exit_code_;
     kill(pid_, SIGTERM);
     const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
     while (std::chrono::steady_clock::now() < until) {
@@ -97,6 +99,7 @@ class ServerProcess {
   pid_t pid_ = -1;
   int port_ = 0;
   bool exited_ = false;
+  int exit_code_ = -1;
   std::string port_file_;
 };
 

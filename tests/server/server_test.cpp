@@ -388,3 +388,14 @@ TEST_CASE("a seed makes sampling reproducible; without one requests differ") {
 }
 
 }  // namespace rwkv
+
+namespace rwkv {
+
+TEST_CASE("a model that cannot be loaded ends the server with exit code 1") {
+  test::TempDir dir;
+  test::ServerProcess srv({"--model", dir.file("missing.gguf"), "--state-dir", dir.file("state")}, dir.file("log"));
+  CHECK_FALSE(srv.wait_ready(10));
+  CHECK(srv.terminate(10) == 1);
+}
+
+}  // namespace rwkv

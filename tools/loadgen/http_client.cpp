@@ -86,7 +86,7 @@ void HttpCall::on_read(uint64_t gen, const asio::error_code& ec, size_t n) {
     if (parser_.complete()) return finish(CallEnd::kComplete, "");
   }
   if (ec == asio::error::eof) {
-    Status st = parser_.finish_eof(body);
+    Status st = parser_.finish_eof();
     report_head();
     if (!st.ok()) return finish(CallEnd::kTransport, st.message());
     return finish(CallEnd::kComplete, "");

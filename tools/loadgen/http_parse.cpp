@@ -255,7 +255,7 @@ Status ResponseParser::feed(const char* data, size_t n, const BodySink& sink) {
   return Status::OK();
 }
 
-Status ResponseParser::finish_eof(const BodySink& sink) {
+Status ResponseParser::finish_eof() {
   if (state_ == State::kDone || aborted_) return Status::OK();
   if (state_ == State::kEofBody) {
     state_ = State::kDone;

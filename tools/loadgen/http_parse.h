@@ -55,7 +55,7 @@ class ResponseParser {
   Status feed(const char* data, size_t n, const BodySink& sink);
   // Call when the peer closed the connection. OK when that ends the message (close-delimited
   // body); Unavailable("connection closed ...") when the message was cut short.
-  Status finish_eof(const BodySink& sink);
+  Status finish_eof();
 
   bool headers_done() const { return state_ > State::kHeaders; }
   bool complete() const { return state_ == State::kDone; }

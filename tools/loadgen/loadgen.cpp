@@ -495,7 +495,9 @@ int64_t LoadgenReport::server_errors() const {
 }
 
 bool LoadgenReport::passed() const {
-  return server_errors() == 0 && transport_errors == 0 && protocol_errors == 0 && session_errors == 0;
+  const bool nothing_worked = ok + disconnected == 0;  // e.g. every request got 401 or 404
+  return server_errors() == 0 && transport_errors == 0 && protocol_errors == 0 && session_errors == 0 &&
+         !nothing_worked;
 }
 
 Result<LoadgenReport> run_loadgen(const LoadgenOptions& opt) {

@@ -10,7 +10,10 @@
 //   return r.ok() && r->passed() ? 0 : 1;
 //
 // Every request uses its own TCP connection (Connection: close). Workers are Asio state
-// machines on a small thread pool; each worker's handlers run on its own strand.
+// machines on a small thread pool; each worker's handlers run on its own strand. A worker pauses
+// before its next request after a 429/503 (Retry-After, else 0.5 s), a 409 "session busy"
+// (50 ms: after a client disconnect the server frees the session at its next token) and a
+// transport error (0.1 s), so a failing server is not hammered in a tight loop.
 #pragma once
 
 #include <cstdint>
@@ -111,7 +114,8 @@ struct LoadgenReport {
   // Responses with a 5xx status.
   int64_t server_errors() const;
   // True when nothing failed on the server's or the wire's side: no 5xx, no transport or
-  // protocol errors, no session failures. 4xx (e.g. 429 under overload) do not fail a run.
+  // protocol errors, no session failures, and at least one request succeeded (ok or
+  // disconnected on purpose). Other 4xx (e.g. 429 under overload) do not fail a run.
   bool passed() const;
 };
 

@@ -80,8 +80,9 @@ std::string format_report_text(const LoadgenReport& r) {
     out += "result:       PASS (no 5xx, no transport, protocol or session errors)\n";
   } else {
     out += printf_string("result:       FAIL (%" PRId64 " 5xx, %" PRId64 " transport, %" PRId64 " protocol, %" PRId64
-                         " session errors)\n",
-                         r.server_errors(), r.transport_errors, r.protocol_errors, r.session_errors);
+                         " session errors%s)\n",
+                         r.server_errors(), r.transport_errors, r.protocol_errors, r.session_errors,
+                         r.ok + r.disconnected == 0 ? "; no request succeeded" : "");
   }
   return out;
 }

@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # LG_* are results for the sourcing script
 # Sourced by scripts/loadtest, scripts/soak and tests/openai_client/run_against_server.sh:
 # build the rwkv-edge binary, start `rwkv-edge serve` on a free loopback port, wait until
 # /health says 200, stop it. Bash only; the caller sets `set -euo pipefail`.
@@ -23,7 +25,7 @@ lg_build() {
   local root
   root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
   RWKV_EDGE_ROOT="${RWKV_EDGE_ROOT:-$root}"
-  # shellcheck source=scripts/deps.sh
+  # shellcheck source=/dev/null
   . "$root/scripts/deps.sh"
   # shellcheck disable=SC2086  # the list is word-split on purpose
   ensure_packages $RWKV_EDGE_BUILD_PACKAGES
@@ -82,11 +84,13 @@ lg_start_server() {
       LG_SERVER_PORT="$(tr -d '[:space:]' <"$port_file")"
     fi
     if [ -n "$LG_SERVER_PORT" ] && "$bin" loadgen --health "http://127.0.0.1:$LG_SERVER_PORT/health" \
-        --health-timeout 2 >/dev/null 2>&1; then
+        --health-timeout 2 >/dev/null 2>"$work/health.err"; then
       break
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "rwkv-edge serve was not ready (/health 200) within ${LG_HEALTH_TIMEOUT}s; its log:" >&2
+      echo "rwkv-edge serve was not ready (/health 200) within ${LG_HEALTH_TIMEOUT}s (set LG_HEALTH_TIMEOUT to wait longer)" >&2
+      [ -s "$work/health.err" ] && echo "last /health answer: $(cat "$work/health.err")" >&2
+      echo "its log:" >&2
       tail -n 30 "$LG_SERVER_LOG" >&2
       lg_stop_server
       return 1
@@ -100,10 +104,10 @@ lg_start_server() {
 # server's exit status (143 = killed by SIGTERM without handling it, 137 = SIGKILL).
 lg_stop_server() {
   [ -n "$LG_SERVER_PID" ] || return 0
-  local pid="$LG_SERVER_PID" i
+  local pid="$LG_SERVER_PID"
   LG_SERVER_PID=""
   kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 150); do
+  for _ in $(seq 1 150); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.2
   done
