@@ -1,9 +1,15 @@
-// bench: prefill and decode speed of a model, and decode's effective memory bandwidth.
+// bench: prefill and decode speed of a model, and decode's effective memory bandwidth;
+// `bench kernels`: the gemm kernels' GB/s against the machine's read bandwidth.
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <random>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "cli/commands.h"
@@ -19,13 +25,142 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+// --- bench kernels -------------------------------------------------------------------------------
+
+// The largest CPU cache in bytes from sysfs (0 when unknown, e.g. under qemu).
+int64_t last_level_cache_bytes() {
+  int64_t best = 0;
+  for (int i = 0; i < 8; ++i) {
+    std::ifstream in("/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/size");
+    std::string size;
+    if (!(in >> size) || size.empty()) continue;
+    int64_t v = std::atoll(size.c_str());
+    const char unit = size.back();
+    if (unit == 'K') v <<= 10;
+    if (unit == 'M') v <<= 20;
+    best = std::max(best, v);
+  }
+  return best;
+}
+
+// One weight type's figures: GB/s of weights for n = 1 and n = 8 and the read bandwidth
+// measured just before them.
+struct KernelRow {
+  DType type;
+  int64_t rows, cols;
+  double read_gbs, read_pf_gbs, gbs1, gbs8;
+  double ms(double gbs) const { return (double)dtype_row_bytes(type, cols) * (double)rows / gbs / 1e6; }
+  // Nanoseconds per weight of a matrix-vector product: comparable across types and shapes.
+  double ns_per_weight1() const { return ms(gbs1) * 1e6 / ((double)rows * (double)cols); }
+};
+
+int bench_kernels(int argc, char** argv) {
+  ArgParser p("rwkv-edge bench kernels",
+              "Measure the gemm kernels on matrices larger than the last-level cache: GB/s of weights\n"
+              "streamed by a matrix-vector product (n=1) and by a batch of 8 vectors (n=8), per weight\n"
+              "type, each next to the read bandwidth measured just before it in the same run (a\n"
+              "STREAM-like read with the same threads), so every figure is a fraction of the limit.\n"
+              "Then: int8 (q8_0) vs f32 matvec speed, and the time of a batch of 8 over one vector.\n"
+              "Every matrix has --mb MiB of weights (rows follow from the type); times are medians.");
+  int64_t threads = 0, mb = 1024, cols = 4096, iters = 9;
+  std::string types = "f32,f16,q8_0,q5_0,q4_0";
+  p.add_int("--threads", "N", "threads (0 = physical cores)", &threads, 0, 1024);
+  p.add_int("--mb", "SIZE", "MiB of weights per matrix, and of the bandwidth buffer", &mb, 1, 1 << 20);
+  p.add_int("--cols", "N", "columns of every matrix (a multiple of 32)", &cols, 32, 1 << 20);
+  p.add_int("--iters", "N", "timed calls per figure, after one untimed", &iters, 1, 10000);
+  p.add_string("--types", "LIST", "comma-separated weight types", &types);
+  if (int rc = parse_args(p, argc, argv); rc >= 0) return rc;
+  if (cols % 32 != 0) {
+    std::fprintf(stderr, "error: --cols must be a multiple of 32\n");
+    return 2;
+  }
+  std::vector<DType> list;
+  {
+    std::stringstream ss(types);
+    std::string name;
+    while (std::getline(ss, name, ',')) {
+      bool found = false;
+      for (DType t : {DType::kF32, DType::kF16, DType::kQ8_0, DType::kQ5_0, DType::kQ5_1, DType::kQ4_0,
+                      DType::kQ4_1}) {
+        if (name == dtype_name(t)) list.push_back(t), found = true;
+      }
+      if (!found) {
+        std::fprintf(stderr, "error: --types: unknown weight type '%s' (f32 f16 q8_0 q5_0 q5_1 q4_0 q4_1)\n",
+                     name.c_str());
+        return 2;
+      }
+    }
+  }
+  apply_threads(threads);
+  const int nthreads = kern::num_threads();
+  const size_t bytes = (size_t)mb << 20;
+  const int64_t llc = last_level_cache_bytes();
+  std::printf("kernels:      %s, %d threads\n", kern::kernels().name, nthreads);
+  std::printf("matrices:     %" PRId64 " MiB of weights each, %" PRId64 " columns", mb, cols);
+  if (llc > 0) std::printf("; last-level cache %" PRId64 " MiB", llc >> 20);
+  std::printf("\n");
+  if (llc > 0 && (int64_t)bytes < 2 * llc) {
+    std::printf("warning:      --mb is under twice the last-level cache: figures may include cache hits\n");
+  }
+  std::printf("read GB/s:    STREAM-like read of %" PRId64 " MiB with the same threads, just before each type\n", mb);
+  std::printf("              (the yardstick; the kernels prefetch, so they can beat it: see \"read, prefetch\")\n\n");
+  std::printf("%-5s %9s  %8s | %8s %6s %8s | %8s %6s %8s | %s\n", "type", "rows", "read", "n=1 GB/s",
+              "%read", "ms", "n=8 GB/s", "%read", "ms", "n=8/n=1 time");
+  std::fflush(stdout);
+
+  std::vector<KernelRow> out;
+  for (DType t : list) {
+    const int64_t rows = std::max<int64_t>(1, (int64_t)(bytes / dtype_row_bytes(t, cols)));
+    std::vector<uint8_t> buf(dtype_row_bytes(t, cols) * (size_t)rows);
+    kern::fill_random_weights(t, rows, cols, buf.data(), 1);
+    const kern::MatView w{t, rows, cols, buf.data()};
+    KernelRow r{t, rows, cols, 0, 0, 0, 0};
+    r.read_gbs = kern::measure_read_bandwidth_gbs(bytes, nthreads);
+    r.read_pf_gbs = kern::measure_read_bandwidth_gbs(bytes, nthreads, /*prefetch=*/true);
+    r.gbs1 = kern::bench_gemm_gbs(w, 1, (int)iters);
+    r.gbs8 = kern::bench_gemm_gbs(w, 8, (int)iters);
+    std::printf("%-5s %9" PRId64 "  %8.2f | %8.2f %5.0f%% %8.2f | %8.2f %5.0f%% %8.2f | %.2fx\n", dtype_name(t), rows,
+                r.read_gbs, r.gbs1, 100 * r.gbs1 / r.read_gbs, r.ms(r.gbs1), r.gbs8, 100 * r.gbs8 / r.read_gbs,
+                r.ms(r.gbs8), r.ms(r.gbs8) / r.ms(r.gbs1));
+    std::fflush(stdout);
+    out.push_back(r);
+  }
+  std::vector<double> reads, reads_pf;
+  for (const KernelRow& r : out) reads.push_back(r.read_gbs), reads_pf.push_back(r.read_pf_gbs);
+  auto summary = [](const char* what, const std::vector<double>& v) {
+    std::printf("%s median %.2f GB/s, %.2f .. %.2f over the %zu measurements\n", what, median(v),
+                *std::min_element(v.begin(), v.end()), *std::max_element(v.begin(), v.end()), v.size());
+  };
+  std::printf("\n");
+  summary("read bandwidth:", reads);
+  // The kernels ask for weights ahead of use; a read can too. %read above 100% means the plain
+  // read (the yardstick) understates what the memory delivers to a prefetching reader.
+  summary("read, prefetch:", reads_pf);
+  const KernelRow* f32 = nullptr;
+  const KernelRow* q8 = nullptr;
+  for (const KernelRow& r : out) {
+    if (r.type == DType::kF32) f32 = &r;
+    if (r.type == DType::kQ8_0) q8 = &r;
+  }
+  if (f32 != nullptr && q8 != nullptr) {
+    std::printf("int8 vs f32:    q8_0 matvec %.2fx faster than f32 per weight\n",
+                f32->ns_per_weight1() / q8->ns_per_weight1());
+  }
+  std::printf("batch of 8:     time of n=8 over n=1:");
+  for (const KernelRow& r : out) std::printf(" %s %.2fx", dtype_name(r.type), r.ms(r.gbs8) / r.ms(r.gbs1));
+  std::printf("\n");
+  return 0;
+}
+
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
+  if (argc >= 1 && std::strcmp(argv[0], "kernels") == 0) return bench_kernels(argc - 1, argv + 1);
   ArgParser p("rwkv-edge bench",
               "Measure a model: prefill tokens/s (one sequence, chunked), decode tokens/s (one token per\n"
               "step) and decode's effective bandwidth = bytes of weights read per token x tokens/s.\n"
-              "Figures are medians over --runs runs. Token ids are random (any model works).");
+              "Figures are medians over --runs runs. Token ids are random (any model works).\n"
+              "`rwkv-edge bench kernels --help`: the matrix kernels alone, GB/s against the read bandwidth.");
   std::string model;
   int64_t threads = 0, prompt = 128, decode = 64, runs = 5, chunk = 64, seed = 1, bw_mb = 1024;
   p.add_string("--model", "M", "model file (default: the embedded default model)", &model);

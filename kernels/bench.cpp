@@ -7,6 +7,8 @@
 #include <thread>
 #include <vector>
 
+#include "engine/common/fp16.h"
+
 namespace rwkv::kern {
 namespace {
 
@@ -22,14 +24,24 @@ double median(std::vector<double> v) {
 // Sum of n words read as 4 interleaved streams (the four quarters of the range, in lockstep),
 // each with 4 independent add chains. Several streams per core are what a gemm does (it reads a
 // tile of rows at once) and reach noticeably more bandwidth than one stream on some machines
-// (here 5.0 vs 4.2 GB/s). The compiler vectorises the adds.
+// (here 5.0 vs 4.2 GB/s). The compiler vectorises the adds. With kPrefetch, each stream also
+// asks for the line kPrefetchBytes ahead, as the gemm kernels do.
+template <bool kPrefetch>
 uint64_t sum_words(const uint64_t* p, size_t n) {
-  constexpr int kStreams = 4, kChains = 4;
+  // With prefetching, 8 chains: one cache line per stream and step, one prefetch each.
+  constexpr int kStreams = 4, kChains = kPrefetch ? 8 : 4;
+  constexpr size_t kPrefetchBytes = 2048;
   const size_t len = n / kStreams / kChains * kChains;
   uint64_t s[kStreams][kChains] = {};
-  for (size_t i = 0; i < len; i += kChains)
+  for (size_t i = 0; i < len; i += kChains) {
+    if constexpr (kPrefetch) {
+      for (int k = 0; k < kStreams; ++k) {
+        __builtin_prefetch(reinterpret_cast<const char*>(p + k * len + i) + kPrefetchBytes);
+      }
+    }
     for (int k = 0; k < kStreams; ++k)
       for (int j = 0; j < kChains; ++j) s[k][j] += p[k * len + i + j];
+  }
   uint64_t t = 0;
   for (int k = 0; k < kStreams; ++k)
     for (int j = 0; j < kChains; ++j) t += s[k][j];
@@ -37,9 +49,60 @@ uint64_t sum_words(const uint64_t* p, size_t n) {
   return t;
 }
 
+// splitmix64: a fast, well-mixed 64-bit generator.
+struct SplitMix {
+  uint64_t s;
+  uint64_t next() {
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [-1, 1) from the top 24 bits of a draw.
+  float uniform() { return (float)(next() >> 40) * (2.0f / 16777216.0f) - 1.0f; }
+};
+
 }  // namespace
 
-double measure_read_bandwidth_gbs(size_t bytes, int threads) {
+void fill_random_weights(DType t, int64_t rows, int64_t cols, void* data, uint64_t seed) {
+  const size_t bytes = dtype_row_bytes(t, cols) * (size_t)rows;
+  uint8_t* p = static_cast<uint8_t*>(data);
+  SplitMix rng{seed};
+  if (t == DType::kF32 || t == DType::kF16) {
+    const size_t count = bytes / dtype_block_bytes(t);
+    float chunk[1024];
+    for (size_t i = 0; i < count; i += 1024) {
+      const size_t m = std::min<size_t>(1024, count - i);
+      for (size_t j = 0; j < m; ++j) chunk[j] = rng.uniform();
+      if (t == DType::kF32) {
+        std::memcpy(p + 4 * i, chunk, 4 * m);
+      } else {
+        kernels().f32_to_f16(chunk, reinterpret_cast<uint16_t*>(p + 2 * i), (int64_t)m);
+      }
+    }
+    return;
+  }
+  size_t i = 0;
+  for (; i + 8 <= bytes; i += 8) {
+    const uint64_t r = rng.next();
+    std::memcpy(p + i, &r, 8);
+  }
+  for (; i < bytes; ++i) p[i] = (uint8_t)rng.next();
+  // The fp16 scale (and for q4_1 / q5_1 the min) lead every block; see dtype.h.
+  const bool has_min = t == DType::kQ4_1 || t == DType::kQ5_1;
+  const size_t bb = dtype_block_bytes(t);
+  for (size_t off = 0; off + bb <= bytes; off += bb) {
+    const uint64_t r = rng.next();
+    const uint16_t d = fp32_to_fp16(0.005f + 0.025f * (float)(r & 0xffff) / 65536.0f);
+    std::memcpy(p + off, &d, 2);
+    if (has_min) {
+      const uint16_t m = fp32_to_fp16(0.1f * ((float)((r >> 16) & 0xffff) / 32768.0f - 1.0f));
+      std::memcpy(p + off + 2, &m, 2);
+    }
+  }
+}
+
+double measure_read_bandwidth_gbs(size_t bytes, int threads, bool prefetch) {
   if (threads <= 0) threads = num_threads();
   const size_t words = bytes / sizeof(uint64_t);
   std::vector<uint64_t> buf(words);
@@ -53,7 +116,10 @@ double measure_read_bandwidth_gbs(size_t bytes, int threads) {
     for (int t = 0; t < threads; ++t) {
       const size_t begin = share * (size_t)t;
       const size_t count = t == threads - 1 ? words - begin : share;
-      team.emplace_back([&, t, begin, count] { sums[(size_t)t] = sum_words(buf.data() + begin, count); });
+      team.emplace_back([&, t, begin, count] {
+        const uint64_t* p = buf.data() + begin;
+        sums[(size_t)t] = prefetch ? sum_words<true>(p, count) : sum_words<false>(p, count);
+      });
     }
     for (auto& th : team) th.join();
   };

@@ -18,13 +18,15 @@ const Kernels& scalar_table();
 #if defined(RWKV_EDGE_HAVE_AVX2)
 // AVX2 + FMA + F16C (kernels/avx2/). Only call after the CPU check in kernels.cpp.
 const Kernels& avx2_table();
+// The same plus AVX-VNNI (kernels/avx2/avxvnni_kernels.cpp). Only call after the CPU check.
+const Kernels& avxvnni_table();
 #endif
 #if defined(RWKV_EDGE_HAVE_NEON) && defined(__aarch64__)
 // AArch64 Advanced SIMD (kernels/neon/). Every AArch64 CPU has it.
 const Kernels& neon_table();
 #endif
 
-// Below this many weights (rows * cols) a gemm runs on the calling thread: waking an OpenMP
+// Below this many weights (rows * cols) a gemm runs on the calling thread: handing work to the
 // team costs a few microseconds, about what 64k multiply-adds take.
 constexpr int64_t kParallelMinWeights = int64_t{1} << 16;
 
@@ -33,19 +35,37 @@ inline int gemm_threads(int64_t weights) {
   return weights > kParallelMinWeights ? num_threads() : 1;
 }
 
-// Calls f(i) for i in [0, count), split into contiguous static chunks over `threads` OpenMP
-// threads (serially without OpenMP or with threads <= 1). f must not throw.
+// fn(ctx, begin, end) for contiguous chunks covering [0, count), on up to `threads` threads: the
+// caller and the kernels' persistent team (parallel.cpp, which says why not OpenMP). Chunks are
+// claimed dynamically; returns when all are done. fn must not throw.
+// REQUIRES: 0 <= count < 2^32.
+using RangeFn = void (*)(void* ctx, int64_t begin, int64_t end);
+void parallel_run(int64_t count, int threads, RangeFn fn, void* ctx);
+
+// Calls f(i) for i in [0, count) on up to `threads` threads (serially when threads <= 1).
+// f must not throw.
 template <class F>
 void parallel_for(int64_t count, int threads, const F& f) {
-#if defined(_OPENMP)
-  if (threads > 1 && count > 1) {
-#pragma omp parallel for schedule(static) num_threads(threads)
+  if (threads <= 1 || count <= 1) {
     for (int64_t i = 0; i < count; ++i) f(i);
     return;
   }
-#endif
-  for (int64_t i = 0; i < count; ++i) f(i);
+  parallel_run(count, threads, [](void* ctx, int64_t begin, int64_t end) {
+    const F& g = *static_cast<const F*>(ctx);
+    for (int64_t i = begin; i < end; ++i) g(i);
+  }, const_cast<void*>(static_cast<const void*>(&f)));
 }
+
+// A weight matrix's rows with the stride computed once. (MatView::row() asks engine/common for
+// the row size on every call, which showed up at ~4% of q8_0 decode: the model's 768-wide
+// matrices make tiles short.)
+struct RowPtrs {
+  const uint8_t* base;
+  size_t stride;  // bytes per row
+  explicit RowPtrs(const MatView& w)
+      : base(static_cast<const uint8_t*>(w.data)), stride(w.row_bytes()) {}
+  const uint8_t* operator()(int64_t r) const { return base + (size_t)r * stride; }
+};
 
 // Tiling shared by the SIMD variants: compile-time tile shapes passed as values.
 template <int N>

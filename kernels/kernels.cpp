@@ -1,8 +1,9 @@
 // Choosing the kernel table once per process, and the kernels' thread count.
 //
-// The choice: RWKV_EDGE_KERNELS=scalar forces the reference; otherwise the best compiled variant
-// whose CPU features are present and which passes a known-answer test against the scalar
-// reference (a miscompiled or mis-detected SIMD path then costs speed, not wrong answers).
+// The choice: RWKV_EDGE_KERNELS=scalar forces the reference (=<name>, e.g. avx2, that variant if
+// the CPU runs it); otherwise the best compiled variant whose CPU features are present and which
+// passes a known-answer test against the scalar reference (a miscompiled or mis-detected SIMD
+// path then costs speed, not wrong answers).
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -73,9 +74,9 @@ bool passes_known_answer_test(const Kernels& k) {
   Rng rng{0x9E3779B97F4A7C15ull};
   const DType types[] = {DType::kF32, DType::kF16, DType::kQ4_0, DType::kQ4_1,
                          DType::kQ5_0, DType::kQ5_1, DType::kQ8_0};
-  // 33 blocks and 5 vectors: the SIMD paths' multi-block groups, leftover blocks, column spans
-  // and partial row tiles all run.
-  const int64_t rows = 13, cols = 1056, n = 5;
+  // 33 blocks and 13 vectors: the SIMD paths' multi-block groups, leftover blocks, column spans,
+  // partial row tiles and vector groups of every kind (13 = 8 + 4 + 1 in AVX2) all run.
+  const int64_t rows = 13, cols = 1056, n = 13;
   std::vector<float> x((size_t)(n * cols));
   for (auto& f : x) f = rng.uniform();
   for (DType t : types) {
@@ -127,7 +128,10 @@ bool cpu_has_avx2() {
 std::vector<const Kernels*> runnable_variants() {
   std::vector<const Kernels*> v;
 #if defined(RWKV_EDGE_HAVE_AVX2)
-  if (cpu_has_avx2()) v.push_back(&detail::avx2_table());
+  if (cpu_has_avx2()) {
+    if (__builtin_cpu_supports("avxvnni")) v.push_back(&detail::avxvnni_table());
+    v.push_back(&detail::avx2_table());
+  }
 #endif
 #if defined(RWKV_EDGE_HAVE_NEON) && defined(__aarch64__)
   v.push_back(&detail::neon_table());
@@ -141,7 +145,22 @@ const Kernels& choose() {
     std::fprintf(stderr, "rwkv-edge: kernels: scalar (forced by RWKV_EDGE_KERNELS)\n");
     return detail::scalar_table();
   }
-  for (const Kernels* k : runnable_variants()) {
+  const std::vector<const Kernels*> variants = runnable_variants();
+  // RWKV_EDGE_KERNELS=<name> picks that variant (to compare them, e.g. avx2 with avx2-vnni); it
+  // still has to pass the known-answer test.
+  if (env != nullptr && *env != '\0') {
+    for (const Kernels* k : variants) {
+      if (std::strcmp(env, k->name) == 0 && passes_known_answer_test(*k)) {
+        std::fprintf(stderr, "rwkv-edge: kernels: %s (forced by RWKV_EDGE_KERNELS), %d threads\n",
+                     k->name, num_threads());
+        return *k;
+      }
+    }
+    std::fprintf(stderr,
+                 "rwkv-edge: kernels: RWKV_EDGE_KERNELS=%s: no such variant runs here and passes\n",
+                 env);
+  }
+  for (const Kernels* k : variants) {
     if (passes_known_answer_test(*k)) {
       std::fprintf(stderr, "rwkv-edge: kernels: %s, %d threads\n", k->name, num_threads());
       return *k;

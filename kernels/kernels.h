@@ -6,11 +6,13 @@
 //
 // The implementation (scalar reference, AVX2+FMA+F16C, NEON) is chosen once at start-up from
 // the CPU's features and checked against the scalar reference with a known-answer test;
-// RWKV_EDGE_KERNELS=scalar forces the reference. Callers never name an ISA.
+// RWKV_EDGE_KERNELS=scalar forces the reference (RWKV_EDGE_KERNELS=avx2 etc. a given variant, for
+// comparisons). Callers never name an ISA.
 //
 // Thread-safety: the table is immutable after the first call to kernels(). Functions may be
-// called from several threads at once; each parallelises its outer row loop with OpenMP using
-// the count set by set_num_threads().
+// called from several threads at once; gemm parallelises its outer row loop over a persistent
+// team of set_num_threads() threads (the caller included). One gemm uses the team at a time; a
+// concurrent one runs on its caller's thread alone.
 #pragma once
 
 #include <cstddef>
@@ -59,14 +61,14 @@ struct Kernels {
   void (*quantize_q8_1)(const float* x, BlockQ8_1* y, int64_t n);
 };
 
-// The best implementation for this CPU (or the scalar one if RWKV_EDGE_KERNELS=scalar).
+// The best implementation for this CPU (or the one RWKV_EDGE_KERNELS names, e.g. scalar).
 const Kernels& kernels();
 // The scalar reference; always available. Tests compare every variant with it.
 const Kernels& scalar_kernels();
 // Every implementation compiled into this binary that the CPU can run (scalar first).
 int available_kernels(const Kernels** out, int max);
 
-// Threads used by the OpenMP loops inside kernels. n <= 0 means the default: physical cores.
+// Threads used by gemm (the caller included). n <= 0 means the default: physical cores.
 void set_num_threads(int n);
 int num_threads();
 

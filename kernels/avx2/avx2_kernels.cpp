@@ -1,11 +1,15 @@
 // AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c; chosen only on CPUs that have
-// all three, see kernels.cpp).
+// all three, see kernels.cpp). avxvnni_kernels.cpp compiles this file a second time with
+// RWKV_EDGE_AVX2_VNNI and AVX-VNNI enabled: the "avx2-vnni" table, whose batched quantised
+// gemm uses the 4-way byte dot product (vpdpbusd); everything else is the same code.
 //
-// Layout of the work: the weight matrix is cut into tiles of a few rows; threads take
-// contiguous runs of tiles. Within a tile the n activation vectors go a few at a time and each
-// (row, vector) pair keeps its own 8-lane accumulator, so one pass over a tile's weights serves
-// several vectors. For n larger than one group the columns go by spans that stay in L1 while
-// every group passes over them, so main memory delivers each weight once per gemm whatever n is.
+// Layout of the work: the weight matrix is cut into tiles of a few rows; threads claim
+// contiguous runs of tiles (parallel_for). Within a tile the n activation vectors go a few at a
+// time and each (row, vector) pair keeps its own 8-lane accumulator, so one pass over a tile's
+// weights serves several vectors; quantised weights take full groups of 8 vectors with the 8
+// vectors in the lanes instead (quant_rows8). For n larger than one group the columns go by
+// spans that stay in L1 while every group passes over them, so main memory delivers each weight
+// once per gemm whatever n is. Every tile asks for the next tile's weights ahead of use.
 //
 // Numerics: f32/f16 products are accumulated in 8 f32 lanes (a reassociation of the scalar
 // sum). Quantised blocks compute the same exact integer dot as the scalar reference, spread
@@ -47,10 +51,18 @@ inline __m256i lane_mask(int64_t rem) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kBits + 8 - rem));
 }
 
+// Built as the avx2-vnni table (avxvnni_kernels.cpp)?
+#if defined(RWKV_EDGE_AVX2_VNNI)
+constexpr bool kVnni = true;
+#else
+constexpr bool kVnni = false;
+#endif
+
 // --- float weights ----------------------------------------------------------------------------
 
 // Loads 8 consecutive weights of a row as f32.
 struct F32Weights {
+  static constexpr int kBytes = 4;
   static __m256 load(const uint8_t* row, int64_t k) {
     return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
   }
@@ -61,6 +73,7 @@ struct F32Weights {
 };
 
 struct F16Weights {
+  static constexpr int kBytes = 2;
   static __m256 load(const uint8_t* row, int64_t k) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
   }
@@ -71,31 +84,47 @@ struct F16Weights {
   }
 };
 
+constexpr int kCacheLine = 64;
+
 // Y[v0+v][r0+r] (+)= W[r0+r, k0:k1] · X[v0+v, k0:k1] for r < R, v < V: every weight load feeds
-// V FMAs and every activation load R FMAs. Stores when k0 == 0, adds otherwise. With V == 1 the
-// k loop is unrolled twice (two accumulator sets) to keep enough FMAs in flight.
+// V FMAs and every activation load R FMAs. Stores when k0 == 0, adds otherwise.
+//
+// The k loop goes one cache line of each row at a time (L steps of 8 weights: 2 for f32, 4 for
+// f16) and asks for the same line of the next tile's rows into L2 (issue #3). Rows of the
+// model's 768-wide matrices are 1.5 KiB in f16, so a tile's rows share 4 KiB pages, where the
+// hardware stream prefetcher sees several interleaved streams and falls behind: a 768 x 768 f16
+// matvec ran at ~60% of the read bandwidth without this, ~90% with it. With V == 1 two
+// accumulator sets alternate to keep enough FMAs in flight.
 template <class W, int R, int V>
-void float_tile(const MatView& w, int64_t r0, const float* x, int64_t ldx, int64_t v0, float* y,
+void float_tile(const RowPtrs& w, int64_t r0, const float* x, int64_t ldx, int64_t v0, float* y,
                 int64_t ldy, int64_t k0, int64_t k1) {
-  constexpr int U = V == 1 ? 2 : 1;
+  constexpr int L = kCacheLine / (8 * W::kBytes);  // steps of 8 weights per line
+  constexpr int A = V == 1 ? 2 : 1;                // accumulator sets
   const uint8_t* wr[R];
-  for (int r = 0; r < R; ++r) wr[r] = w.row(r0 + r);
+  for (int r = 0; r < R; ++r) wr[r] = w(r0 + r);
+  const int64_t next_tile = R * (int64_t)w.stride;
   const float* xv[V];
   for (int v = 0; v < V; ++v) xv[v] = x + (v0 + v) * ldx;
 
-  __m256 acc[U][R][V];
-  for (int u = 0; u < U; ++u)
+  __m256 acc[A][R][V];
+  for (int a = 0; a < A; ++a)
     for (int r = 0; r < R; ++r)
-      for (int v = 0; v < V; ++v) acc[u][r][v] = _mm256_setzero_ps();
+      for (int v = 0; v < V; ++v) acc[a][r][v] = _mm256_setzero_ps();
 
+  // The first vector group fetches; later groups over the same span find the lines there.
+  const bool fetch = v0 == 0;
   int64_t k = k0;
-  for (; k + 8 * U <= k1; k += 8 * U) {
-    for (int u = 0; u < U; ++u) {
+  for (; k + 8 * L <= k1; k += 8 * L) {
+    for (int r = 0; r < R && fetch; ++r) {
+      // A prefetch past the end of the matrix is a harmless hint.
+      _mm_prefetch(reinterpret_cast<const char*>(wr[r] + next_tile + k * W::kBytes), _MM_HINT_T1);
+    }
+    for (int u = 0; u < L; ++u) {
       __m256 wv[R];
       for (int r = 0; r < R; ++r) wv[r] = W::load(wr[r], k + 8 * u);
       for (int v = 0; v < V; ++v) {
         const __m256 xk = _mm256_loadu_ps(xv[v] + k + 8 * u);
-        for (int r = 0; r < R; ++r) acc[u][r][v] = _mm256_fmadd_ps(wv[r], xk, acc[u][r][v]);
+        for (int r = 0; r < R; ++r) acc[u % A][r][v] = _mm256_fmadd_ps(wv[r], xk, acc[u % A][r][v]);
       }
     }
   }
@@ -116,7 +145,7 @@ void float_tile(const MatView& w, int64_t r0, const float* x, int64_t ldx, int64
   for (int r = 0; r < R; ++r) {
     for (int v = 0; v < V; ++v) {
       __m256 a = acc[0][r][v];
-      for (int u = 1; u < U; ++u) a = _mm256_add_ps(a, acc[u][r][v]);
+      for (int u = 1; u < A; ++u) a = _mm256_add_ps(a, acc[u][r][v]);
       float& out = y[(v0 + v) * ldy + r0 + r];
       out = k0 == 0 ? hsum(a) : out + hsum(a);
     }
@@ -125,7 +154,7 @@ void float_tile(const MatView& w, int64_t r0, const float* x, int64_t ldx, int64
 
 // --- quantised weights ------------------------------------------------------------------------
 
-// One block's 32 weights as int8 lanes: signed values for the _0 types, unsigned for _1.
+// A 4-bit block's 32 nibbles as byte lanes (0..15).
 inline __m256i unpack_nibbles(const uint8_t qs[16]) {
   const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
   // Weights 0..15 are the low nibbles, 16..31 the high nibbles.
@@ -145,65 +174,132 @@ inline __m256i expand_bits(const uint8_t qh[4]) {
   return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
 }
 
+// How each type decodes a block to 32 byte lanes. q8_0 keeps its signed values and its dots use
+// the sign trick (four_block_dots, quant_rows8). The others decode to unsigned u in [0, 31] with
+// w = u - kOffset (q4_0: 8, q5_0: 16) or w = d u + m (the _1 types): maddubs then multiplies u
+// with the signed activations directly, Σ w x = Σ u x - kOffset Σ x with Σ x from the
+// activation quantiser, and the products are small enough for cheaper int16 folding (issue #3).
 struct Q4_0Weights {
   using Block = BlockQ4_0;
-  static constexpr bool kSigned = true;
-  static __m256i decode(const Block& b) {
-    return _mm256_sub_epi8(unpack_nibbles(b.qs), _mm256_set1_epi8(8));
-  }
+  static constexpr bool kSigned = false, kMin = false;
+  static constexpr int kOffsetShift = 3;  // kOffset = 8
+  static __m256i decode(const Block& b) { return unpack_nibbles(b.qs); }
 };
 struct Q4_1Weights {
   using Block = BlockQ4_1;
-  static constexpr bool kSigned = false;
+  static constexpr bool kSigned = false, kMin = true;
+  static constexpr int kOffsetShift = -1;  // no offset
   static __m256i decode(const Block& b) { return unpack_nibbles(b.qs); }
 };
+// q = nib + 16 * bit.
+inline __m256i decode_5bit(const uint8_t qs[16], const uint8_t qh[4]) {
+  const __m256i hi = _mm256_and_si256(expand_bits(qh), _mm256_set1_epi8(0x10));
+  return _mm256_or_si256(unpack_nibbles(qs), hi);
+}
 struct Q5_0Weights {
   using Block = BlockQ5_0;
-  static constexpr bool kSigned = true;
-  // q - 16 with q = nib + 16 * bit: nib itself where the bit is set, and nib - 16, which in
-  // two's complement is nib | 0xf0, where it is clear.
-  static __m256i decode(const Block& b) {
-    const __m256i hi = _mm256_andnot_si256(expand_bits(b.qh), _mm256_set1_epi8((char)0xf0));
-    return _mm256_or_si256(unpack_nibbles(b.qs), hi);
-  }
+  static constexpr bool kSigned = false, kMin = false;
+  static constexpr int kOffsetShift = 4;  // kOffset = 16
+  static __m256i decode(const Block& b) { return decode_5bit(b.qs, b.qh); }
 };
 struct Q5_1Weights {
   using Block = BlockQ5_1;
-  static constexpr bool kSigned = false;
-  static __m256i decode(const Block& b) {
-    const __m256i hi = _mm256_and_si256(expand_bits(b.qh), _mm256_set1_epi8(0x10));
-    return _mm256_or_si256(unpack_nibbles(b.qs), hi);
-  }
+  static constexpr bool kSigned = false, kMin = true;
+  static constexpr int kOffsetShift = -1;
+  static __m256i decode(const Block& b) { return decode_5bit(b.qs, b.qh); }
 };
 struct Q8_0Weights {
   using Block = BlockQ8_0;
-  static constexpr bool kSigned = true;
+  static constexpr bool kSigned = true, kMin = false;
+  static constexpr int kOffsetShift = -1;
   static __m256i decode(const Block& b) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
   }
 };
 
-// Which activation block pairs with weight blocks Q: q8_1 when the weights carry a min.
-template <class Q>
-using ActBlock = std::conditional_t<Q::kSigned, BlockQ8_0, BlockQ8_1>;
-
-// The quantised activations of a gemm: n rows of nb blocks, plus their fp16 scales (and for
-// q8_1 the sums s) already widened to f32, so four consecutive blocks' scales are one load.
-template <class XB>
+// The quantised activations of a gemm, laid out for the tiles: per vector nb blocks of 32 int8
+// (32-byte aligned, back to back), and per block its fp16 scale widened to f32, its integer sum
+// Σq (the _0 types' offset) and, for the _1 types, q8_1's s = fp16(d Σq) widened to f32.
+// Full groups of 8 vectors (8g .. 8g+7) are also stored interleaved for quant_rows8: per group
+// and block, 8 chunks of [4 columns x 8 vectors] (256 bytes), and the 8 vectors' d, Σq and s
+// side by side.
 struct QuantActs {
-  const XB* q;     // [n * nb]
-  const float* d;  // [n * nb]
-  const float* s;  // [n * nb], q8_1 only
+  const int8_t* q;     // [n * nb * 32]
+  const float* d;      // [n * nb]
+  const int32_t* sum;  // [n * nb]
+  const float* s;      // [n * nb]
+  const int8_t* q8;     // [n / 8 * nb * 256]
+  const float* d8;      // [n / 8 * nb * 8]
+  const int32_t* sum8;  // [n / 8 * nb * 8]
+  const float* s8;      // [n / 8 * nb * 8]
   int64_t nb;
 };
 
-// The integer dot of one block as 8 int32 lanes summing to sumi. maddubs multiplies unsigned by
-// signed bytes: unsigned weights go in as they are; signed ones as |w| * (x * sign(w)) == w * x,
-// where `aw` = |w|. The activations are in [-127, 127] (the quantiser's range), so negating them
-// cannot overflow, and no pair sum reaches the int16 limit (a -128 weight reads as |w| = 128).
+inline __m256i load_block(const int8_t* q) {
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(q));
+}
+
+// log2 of the offset subtracted as offset * Σx from a block's integer dot (-1: none). With
+// AVX-VNNI, q8_0 weights go in as unsigned w + 128 (w xor 0x80), like the other _0 types.
 template <class Q>
-inline __m256i block_dot(__m256i wq, __m256i aw, __m256i xk) {
-  const __m256i p16 = Q::kSigned ? _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xk, wq))
+constexpr int offset_shift() {
+  return kVnni && Q::kSigned ? 7 : Q::kOffsetShift;
+}
+
+// The weights of a block as quant_rows and quant_rows8 feed them to the byte dot: the decoded
+// values, except q8_0's: |w| for the sign trick, or w + 128 with AVX-VNNI.
+template <class Q>
+inline __m256i dot_weights(__m256i q) {
+  if constexpr (!Q::kSigned) return q;
+  if constexpr (kVnni) return _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80));
+  return _mm256_sign_epi8(q, q);
+}
+
+// The integer dots of blocks i..i+3 of a weight row with one activation vector, folded into
+// [b0 b1 b2 b3 | b0 b1 b2 b3] (int32; the low and high halves of lane j add up to block j's dot,
+// before the _0 types' offset).
+//
+// q8_0: maddubs multiplies unsigned by signed bytes, so it gets |w| (`aw`) and x * sign(w) (the
+// product is w x either way). A pair sum stays below 2 * 128 * 127 < 2^15 but two may not, so
+// each block is widened to int32 (madd with ones) before two rounds of hadd fold the four.
+// Unsigned u <= 31: a pair sum is at most 2 * 31 * 127, so the two folding rounds stay in int16
+// (8 products <= 31496 < 2^15) and one madd widens the result instead of four.
+template <class Q>
+inline __m256i four_block_dots(const typename Q::Block* wb, const __m256i wq[4], const __m256i aw[4],
+                               const int8_t* xq) {
+  const __m256i ones = _mm256_set1_epi16(1);
+#if defined(RWKV_EDGE_AVX2_VNNI)
+  if constexpr (Q::kSigned) {
+    // wq = w + 128: vpdpbusd sums 4 products per int32 lane, no int16 stage.
+    __m256i m[4];
+    for (int b = 0; b < 4; ++b) {
+      m[b] = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), wq[b], load_block(xq + 32 * b));
+    }
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
+  }
+#endif
+  if constexpr (Q::kSigned && !kVnni) {
+    __m256i m[4];
+    for (int b = 0; b < 4; ++b) {
+      // The weights are read again rather than kept in registers: 2 rows x 4 blocks of them
+      // and of |w| would need all 16 ymm registers.
+      const __m256i sx = _mm256_sign_epi8(load_block(xq + 32 * b), Q::decode(wb[b]));
+      m[b] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[b], sx), ones);
+    }
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
+  } else if constexpr (!Q::kSigned) {
+    __m256i p[4];
+    for (int b = 0; b < 4; ++b) p[b] = _mm256_maddubs_epi16(wq[b], load_block(xq + 32 * b));
+    const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3]));
+    return _mm256_madd_epi16(h, ones);
+  }
+}
+
+// The integer dot of one block as 8 int32 lanes (before the offset), for leftover blocks.
+template <class Q>
+inline __m256i block_dot(__m256i wq, const int8_t* xq) {
+  const __m256i xk = load_block(xq);
+  const __m256i p16 = Q::kSigned ? _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xk, wq))
                                  : _mm256_maddubs_epi16(wq, xk);
   return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
 }
@@ -213,53 +309,52 @@ template <class B>
 inline __m128 four_halves(const B* b, size_t off) {
   uint16_t h[4];
   for (int j = 0; j < 4; ++j) std::memcpy(&h[j], reinterpret_cast<const uint8_t*>(b + j) + off, 2);
-  return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h)));
+  return _mm_cvtph_ps(_mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], 0, 0, 0, 0));
 }
 
-// How far ahead (in blocks) quant_tile prefetches each weight row.
-constexpr int kPrefetchBlocks = 32;
-
 // Y[v0+v][r0+r] (+)= the quantised dot over columns k0..k1 (whole blocks) for r < R, v < V;
-// stores when k0 == 0, adds otherwise.
+// stores when k0 == 0, adds otherwise. When `fetch` > 0, asks for the weights `fetch` bytes
+// ahead of each row into L2 (the same columns of the next tile's rows).
 //
-// Four blocks go together: their 4 x 8 lanes of integer dots are folded by two rounds of hadd
-// into one vector [b0 b1 b2 b3 | b0 b1 b2 b3] (low / high half of each block), converted once
-// and scaled by [d0 d1 d2 d3 | d0 d1 d2 d3] with d_i = d_w * d_x of block i. That halves the
-// conversions and multiply-adds per block, which is what bounds the batched case. The _1
-// types add m_w * s_x with a [m0 m1 m2 m3 | 0 0 0 0] vector. Leftover blocks go one at a time.
+// Four blocks go together: their dots, folded to [b0 b1 b2 b3 | b0 b1 b2 b3], are converted once
+// and scaled by [d0 d1 d2 d3 | d0 d1 d2 d3] with d_j = d_w * d_x of block j. The _0 types'
+// offset is subtracted in the low half, the _1 types add m_w * s_x with [m0 m1 m2 m3 | 0 0 0 0].
+// Leftover blocks go one at a time.
 template <class Q, int R, int V>
-void quant_tile(const MatView& w, int64_t r0, const QuantActs<ActBlock<Q>>& xa, int64_t v0,
-                float* y, int64_t ldy, int64_t k0, int64_t k1) {
+void quant_rows(const RowPtrs& w, int64_t r0, const QuantActs& xa, int64_t v0, float* y, int64_t ldy,
+                int64_t k0, int64_t k1, int64_t fetch) {
   using Block = typename Q::Block;
-  constexpr bool kMin = !Q::kSigned;
+  constexpr int kFetchLines = (4 * (int)sizeof(Block) + kCacheLine - 1) / kCacheLine;
   const int64_t nb = xa.nb, b0 = k0 / kQK, b1 = k1 / kQK;
   const Block* wb[R];
-  for (int r = 0; r < R; ++r) wb[r] = reinterpret_cast<const Block*>(w.row(r0 + r));
+  for (int r = 0; r < R; ++r) wb[r] = reinterpret_cast<const Block*>(w(r0 + r));
 
   __m256 acc[R][V];
-  float off[R][V];  // m_w * s_x of the leftover blocks
+  float tail[R][V];  // the leftover blocks
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v) acc[r][v] = _mm256_setzero_ps(), off[r][v] = 0.0f;
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm256_setzero_ps(), tail[r][v] = 0.0f;
 
   int64_t i = b0;
   for (; i + 4 <= b1; i += 4) {
     __m256i wq[R][4], aw[R][4];
     __m256 dw[R], mw[R];
     for (int r = 0; r < R; ++r) {
-      // The decode keeps the core busy enough that the hardware prefetcher alone falls behind
-      // on rows streamed from memory; fetching ~1 KiB ahead took a 16384^2 q5_0 matvec from about
-      // 50 to 25-35 ms here (noisy shared machine).
-      // (Prefetches past the end of the matrix are harmless hints.)
-      const uintptr_t ahead = reinterpret_cast<uintptr_t>(wb[r] + i) + kPrefetchBlocks * sizeof(Block);
-      _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(ahead + 64), _MM_HINT_T0);
+      if (fetch > 0) {
+        // A prefetch past the end of the matrix is a harmless hint.
+        const char* ahead = reinterpret_cast<const char*>(wb[r] + i) + fetch;
+        for (int j = 0; j < kFetchLines; ++j) _mm_prefetch(ahead + kCacheLine * j, _MM_HINT_T1);
+      }
       for (int b = 0; b < 4; ++b) {
-        wq[r][b] = Q::decode(wb[r][i + b]);
-        aw[r][b] = Q::kSigned ? _mm256_sign_epi8(wq[r][b], wq[r][b]) : wq[r][b];
+        const __m256i q = dot_weights<Q>(Q::decode(wb[r][i + b]));
+        if constexpr (Q::kSigned && !kVnni) {
+          aw[r][b] = q;
+        } else {
+          wq[r][b] = q;
+        }
       }
       const __m128 d4 = four_halves(wb[r] + i, offsetof(Block, d));
       dw[r] = _mm256_set_m128(d4, d4);
-      if constexpr (kMin) {
+      if constexpr (Q::kMin) {
         mw[r] = _mm256_set_m128(_mm_setzero_ps(), four_halves(wb[r] + i, offsetof(Block, m)));
       }
     }
@@ -267,15 +362,16 @@ void quant_tile(const MatView& w, int64_t r0, const QuantActs<ActBlock<Q>>& xa, 
       const int64_t xi = (v0 + v) * nb + i;
       const __m128 dx4 = _mm_loadu_ps(xa.d + xi);
       const __m256 dx = _mm256_set_m128(dx4, dx4);
+      __m256i off = _mm256_setzero_si256();
+      if constexpr (offset_shift<Q>() >= 0) {
+        const __m128i s4 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(xa.sum + xi));
+        off = _mm256_zextsi128_si256(_mm_slli_epi32(s4, offset_shift<Q>()));
+      }
       for (int r = 0; r < R; ++r) {
-        __m256i m[4];
-        for (int b = 0; b < 4; ++b) {
-          const __m256i xk = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa.q[xi + b].qs));
-          m[b] = block_dot<Q>(wq[r][b], aw[r][b], xk);
-        }
-        const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
+        __m256i h = four_block_dots<Q>(wb[r] + i, wq[r], aw[r], xa.q + xi * kQK);
+        if constexpr (offset_shift<Q>() >= 0) h = _mm256_sub_epi32(h, off);
         acc[r][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(dw[r], dx), acc[r][v]);
-        if constexpr (kMin) {
+        if constexpr (Q::kMin) {
           const __m128 sx4 = _mm_loadu_ps(xa.s + xi);
           acc[r][v] = _mm256_fmadd_ps(mw[r], _mm256_set_m128(sx4, sx4), acc[r][v]);
         }
@@ -285,23 +381,165 @@ void quant_tile(const MatView& w, int64_t r0, const QuantActs<ActBlock<Q>>& xa, 
   for (; i < b1; ++i) {
     for (int r = 0; r < R; ++r) {
       const __m256i wq = Q::decode(wb[r][i]);
-      const __m256i aw = Q::kSigned ? _mm256_sign_epi8(wq, wq) : wq;
       const float dw = half_to_float(wb[r][i].d);
       for (int v = 0; v < V; ++v) {
         const int64_t xi = (v0 + v) * nb + i;
-        const __m256i xk = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa.q[xi].qs));
-        const __m256 p = _mm256_cvtepi32_ps(block_dot<Q>(wq, aw, xk));
-        acc[r][v] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xa.d[xi]), p, acc[r][v]);
-        if constexpr (kMin) off[r][v] += half_to_float(wb[r][i].m) * xa.s[xi];
+        int sumi = hsum_epi32(block_dot<Q>(wq, xa.q + xi * kQK));
+        if constexpr (Q::kOffsetShift >= 0) sumi -= xa.sum[xi] << Q::kOffsetShift;
+        tail[r][v] += (float)sumi * (dw * xa.d[xi]);
+        if constexpr (Q::kMin) tail[r][v] += half_to_float(wb[r][i].m) * xa.s[xi];
       }
     }
   }
   for (int r = 0; r < R; ++r) {
     for (int v = 0; v < V; ++v) {
       float& out = y[(v0 + v) * ldy + r0 + r];
-      const float sum = hsum(acc[r][v]) + off[r][v];
+      const float sum = hsum(acc[r][v]) + tail[r][v];
       out = k0 == 0 ? sum : out + sum;
     }
+  }
+}
+
+// Y[8g+v][r0+r] (+)= the quantised dot over columns k0..k1 (whole blocks) for r < R and the 8
+// vectors of group g, whose activations are interleaved (QuantActs::q8): lane v of every
+// register belongs to vector 8g+v, so a block's dots come out as one register per row with no
+// horizontal folding, and one conversion and one multiply-add scale 8 of them (issue #3: the
+// batched q8_0 gemm was bound by the folding). Per 4 columns of a block, the row's 4 weights are
+// broadcast to every lane:
+// - q8_0: maddubs(|w|, x * sign(w)) = Σ w x in int16 pairs (<= 2 * 128 * 127), widened to
+//   int32 at once since two such pairs may overflow int16 (|w| rather than |x|: a weight of -128
+//   has no positive int8 counterpart, an activation is within [-127, 127]);
+// - unsigned u <= 31: maddubs(u, x) directly, 4 chunks summed in int16 (8 products <= 31496)
+//   before one widening; then minus kOffset Σx (_0 types) or plus m_w s_x (_1 types).
+// - with AVX-VNNI (RWKV_EDGE_AVX2_VNNI), every type: vpdpbusd(u, x) adds the 4 products of a
+//   chunk straight into int32 lanes, one instruction instead of three or four; q8_0 goes in as
+//   u = w + 128 (w xor 0x80), so Σ w x = Σ u x - 128 Σx like the other _0 types' offsets.
+// Stores when k0 == 0, adds otherwise; prefetches like quant_rows.
+template <class Q, int R>
+void quant_rows8(const RowPtrs& w, int64_t r0, const QuantActs& xa, int64_t g, float* y, int64_t ldy,
+                 int64_t k0, int64_t k1, int64_t fetch) {
+  using Block = typename Q::Block;
+  constexpr int kShift = offset_shift<Q>();
+  // Blocks are decoded (u; |w| for q8_0 without VNNI) a run at a time into `dec`, from where the
+  // main loop broadcasts them 4 bytes at a time with plain loads. (Decoding block by block
+  // inside the main loop lets the compiler forward the stored bytes through shuffles instead,
+  // which compete with the integer multiplies for ports.)
+  constexpr int kRun = 32;
+  alignas(32) uint8_t dec[R][kRun][kQK];
+  float dwf[R][kRun];  // the blocks' scales as f32
+  const int64_t nb = xa.nb, b0 = k0 / kQK, b1 = k1 / kQK;
+  const Block* wb[R];
+  for (int r = 0; r < R; ++r) wb[r] = reinterpret_cast<const Block*>(w(r0 + r));
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+
+  for (int64_t run = b0; run < b1; run += kRun) {
+    const int64_t run_end = b1 - run < kRun ? b1 : run + kRun;
+    for (int r = 0; r < R; ++r) {
+      for (int64_t i = run; i < run_end; ++i) {
+        const __m256i u = dot_weights<Q>(Q::decode(wb[r][i]));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(dec[r][i - run]), u);
+        dwf[r][i - run] = half_to_float(wb[r][i].d);
+      }
+    }
+    for (int64_t i = run; i < run_end; ++i) {
+      const int64_t xi = g * nb + i;
+      const int8_t* xq = xa.q8 + xi * 8 * kQK;
+      __m256i dot[R];
+      for (int r = 0; r < R; ++r) {
+        dot[r] = _mm256_setzero_si256();
+        // Spread over the loop rather than in a burst, so the L2 miss queue keeps up.
+        // A prefetch past the end of the matrix is a harmless hint.
+        if (fetch > 0) _mm_prefetch(reinterpret_cast<const char*>(wb[r] + i) + fetch, _MM_HINT_T1);
+      }
+#if defined(RWKV_EDGE_AVX2_VNNI)
+      // Two accumulators per row halve the dependency chain through vpdpbusd's latency.
+      __m256i dot2[R];
+      for (int r = 0; r < R; ++r) dot2[r] = _mm256_setzero_si256();
+      for (int c = 0; c < 8; c += 2) {
+        const __m256i xc0 = load_block(xq + 32 * c), xc1 = load_block(xq + 32 * (c + 1));
+        for (int r = 0; r < R; ++r) {
+          int32_t u0, u1;
+          std::memcpy(&u0, dec[r][i - run] + 4 * c, 4);
+          std::memcpy(&u1, dec[r][i - run] + 4 * (c + 1), 4);
+          dot[r] = _mm256_dpbusd_avx_epi32(dot[r], _mm256_set1_epi32(u0), xc0);
+          dot2[r] = _mm256_dpbusd_avx_epi32(dot2[r], _mm256_set1_epi32(u1), xc1);
+        }
+      }
+      for (int r = 0; r < R; ++r) dot[r] = _mm256_add_epi32(dot[r], dot2[r]);
+#else
+      const __m256i ones = _mm256_set1_epi16(1);
+      if constexpr (Q::kSigned) {
+        for (int c = 0; c < 8; ++c) {
+          const __m256i xc = load_block(xq + 32 * c);
+          for (int r = 0; r < R; ++r) {
+            int32_t w4, a4;
+            std::memcpy(&w4, wb[r][i].qs + 4 * c, 4);
+            std::memcpy(&a4, dec[r][i - run] + 4 * c, 4);
+            const __m256i sx = _mm256_sign_epi8(xc, _mm256_set1_epi32(w4));
+            const __m256i p = _mm256_maddubs_epi16(_mm256_set1_epi32(a4), sx);
+            dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(p, ones));
+          }
+        }
+      } else {
+        for (int half = 0; half < 2; ++half) {
+          __m256i p16[R];
+          for (int r = 0; r < R; ++r) p16[r] = _mm256_setzero_si256();
+          for (int c = 4 * half; c < 4 * half + 4; ++c) {
+            const __m256i xc = load_block(xq + 32 * c);
+            for (int r = 0; r < R; ++r) {
+              int32_t u4;
+              std::memcpy(&u4, dec[r][i - run] + 4 * c, 4);
+              p16[r] = _mm256_add_epi16(p16[r], _mm256_maddubs_epi16(_mm256_set1_epi32(u4), xc));
+            }
+          }
+          for (int r = 0; r < R; ++r) dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(p16[r], ones));
+        }
+      }
+#endif
+      if constexpr (kShift >= 0) {
+        const __m256i sx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa.sum8 + xi * 8));
+        const __m256i off = _mm256_slli_epi32(sx, kShift);
+        for (int r = 0; r < R; ++r) dot[r] = _mm256_sub_epi32(dot[r], off);
+      }
+      const __m256 dx = _mm256_loadu_ps(xa.d8 + xi * 8);
+      for (int r = 0; r < R; ++r) {
+        const __m256 d = _mm256_mul_ps(_mm256_broadcast_ss(&dwf[r][i - run]), dx);
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]), d, acc[r]);
+        if constexpr (Q::kMin) {
+          const __m256 sx = _mm256_loadu_ps(xa.s8 + xi * 8);
+          acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(wb[r][i].m)), sx, acc[r]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    alignas(32) float out[8];
+    _mm256_store_ps(out, acc[r]);
+    for (int v = 0; v < 8; ++v) {
+      float& o = y[(8 * g + v) * ldy + r0 + r];
+      o = k0 == 0 ? out[v] : o + out[v];
+    }
+  }
+}
+
+// A tile of R rows and V vectors. The first vector group prefetches the next tile. A full group
+// of 8 goes through quant_rows8; 5..7 vectors split into 4 + the rest. With 3 or 4 vectors the
+// rows go one at a time, since R rows' decoded weights plus R x V accumulators would not fit in
+// the 16 ymm registers (the spills cost more than re-reading the activations from L1).
+template <class Q, int R, int V>
+void quant_tile(const RowPtrs& w, int64_t r0, const QuantActs& xa, int64_t v0, float* y, int64_t ldy,
+                int64_t k0, int64_t k1) {
+  const int64_t fetch = v0 == 0 ? R * (int64_t)w.stride : 0;
+  if constexpr (V == 8) {
+    quant_rows8<Q, R>(w, r0, xa, v0 / 8, y, ldy, k0, k1, fetch);
+  } else if constexpr (V > 4) {
+    quant_tile<Q, R, 4>(w, r0, xa, v0, y, ldy, k0, k1);
+    quant_tile<Q, R, V - 4>(w, r0, xa, v0 + 4, y, ldy, k0, k1);
+  } else if constexpr (R > 1 && V > 2) {
+    for (int r = 0; r < R; ++r) quant_rows<Q, 1, V>(w, r0 + r, xa, v0, y, ldy, k0, k1, fetch);
+  } else {
+    quant_rows<Q, R, V>(w, r0, xa, v0, y, ldy, k0, k1, fetch);
   }
 }
 
@@ -369,44 +607,90 @@ void quantize_q8_1(const float* x, BlockQ8_1* y, int64_t n) {
 
 // Tile shapes, chosen by timing on a Sapphire Rapids core (L2-resident 128 x 4096, n = 1..16):
 // float tiles of 3 rows x 4 vectors keep 12 accumulators and 3 weight vectors in the 16 ymm
-// registers; quantised tiles of 2 rows x 4 vectors are bound by the integer dot ports, not by
-// registers. Spans: 3 rows x 512 f32 (6 KiB) or 2 rows x 1024 quantised columns plus the
-// activations of up to 16 vectors over the span stay within a 48 KiB L1.
+// registers; quantised tiles of 2 rows take 8 vectors at a time (quant_rows8; 4 rows measured
+// no faster) and are bound by the integer dot ports. Spans: 3 rows x 512 f32 (6 KiB) or 2 rows x
+// 1024 quantised columns stay in a 48 KiB L1 with the span's activations of a group or two.
 constexpr int kFloatTileRows = 3, kFloatTileVecs = 4, kFloatSpan = 512;
-constexpr int kQuantTileRows = 2, kQuantTileVecs = 4, kQuantSpan = 1024;
+constexpr int kQuantTileRows = 2, kQuantTileVecs = 8, kQuantSpan = 1024;
 
 template <class W>
 void gemm_float(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
+  const RowPtrs wr(w);
   run_tiles<kFloatTileRows, kFloatTileVecs, kFloatSpan>(w, n, [&](auto rows, auto vecs, int64_t r0, int64_t v0, int64_t k0, int64_t k1) {
-    float_tile<W, decltype(rows)::value, decltype(vecs)::value>(w, r0, x, ldx, v0, y, ldy, k0, k1);
+    float_tile<W, decltype(rows)::value, decltype(vecs)::value>(wr, r0, x, ldx, v0, y, ldy, k0, k1);
   });
+}
+
+// r[c] lane v = r[v] lane c (an 8 x 8 transpose of 32-bit lanes).
+inline void transpose_8x8_epi32(__m256i r[8]) {
+  __m256i t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);      // r_i0 r_j0 r_i1 r_j1 | r_i4 ...
+    t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);  // r_i2 r_j2 r_i3 r_j3 | r_i6 ...
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);      // lane 0 (| 4) of rows i..i+3
+    u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);  // lane 1 (| 5)
+    u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);  // lane 2 (| 6)
+    u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);  // lane 3 (| 7)
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm256_permute2x128_si256(u[c], u[c + 4], 0x20);
+    r[c + 4] = _mm256_permute2x128_si256(u[c], u[c + 4], 0x31);
+  }
 }
 
 template <class Q>
 void gemm_quant(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
   assert(w.cols % kQK == 0);
-  using XB = ActBlock<Q>;
   const int64_t nb = w.cols / kQK;
   // Quantise every activation row once, on the calling thread; the team only reads them.
-  const size_t nblocks = (size_t)(n * nb);
-  uint8_t* scratch = thread_scratch(nblocks * (sizeof(XB) + 2 * sizeof(float)));
-  float* dx = reinterpret_cast<float*>(scratch);
+  // Scales and sums go through fp16 exactly as q8_0 / q8_1 blocks store them.
+  const size_t nblocks = (size_t)(n * nb), nblocks8 = (size_t)(n / 8 * nb);
+  uint8_t* scratch = thread_scratch(nblocks * kQK + nblocks8 * 8 * kQK +
+                                    3 * (nblocks + nblocks8 * 8) * sizeof(float) + 32);
+  int8_t* xq = reinterpret_cast<int8_t*>(((uintptr_t)scratch + 31) & ~(uintptr_t)31);
+  int8_t* q8 = xq + nblocks * kQK;
+  float* dx = reinterpret_cast<float*>(q8 + nblocks8 * 8 * kQK);
   float* sx = dx + nblocks;
-  XB* xq = reinterpret_cast<XB*>(sx + nblocks);
+  int32_t* sumx = reinterpret_cast<int32_t*>(sx + nblocks);
+  float* d8 = reinterpret_cast<float*>(sumx + nblocks);
+  float* s8 = d8 + nblocks8 * 8;
+  int32_t* sum8 = reinterpret_cast<int32_t*>(s8 + nblocks8 * 8);
   for (int64_t v = 0; v < n; ++v) {
-    if constexpr (Q::kSigned) {
-      quantize_q8_0(x + v * ldx, xq + v * nb, w.cols);
-    } else {
-      quantize_q8_1(x + v * ldx, xq + v * nb, w.cols);
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t i = v * nb + b;
+      int sum;
+      const float d = quantize_block(x + v * ldx + b * kQK, xq + i * kQK, &sum);
+      dx[i] = _cvtsh_ss(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
+      sumx[i] = sum;
+      sx[i] = Q::kMin ? _cvtsh_ss(_cvtss_sh((float)sum * d, _MM_FROUND_TO_NEAREST_INT)) : 0.0f;
     }
   }
-  for (size_t i = 0; i < nblocks; ++i) {
-    dx[i] = half_to_float(xq[i].d);
-    if constexpr (!Q::kSigned) sx[i] = half_to_float(xq[i].s);
+  // Full groups of 8 vectors, interleaved: chunk c (4 columns) of block b of vector 8g+v goes to
+  // lane v of chunk c of (g, b) (an 8 x 8 transpose of 32-bit chunks); the per-block values go
+  // side by side.
+  for (int64_t g = 0; g < n / 8; ++g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t gb = g * nb + b;
+      __m256i rows[8];
+      for (int v = 0; v < 8; ++v) {
+        const int64_t src = (8 * g + v) * nb + b;
+        rows[v] = load_block(xq + src * kQK);
+        d8[gb * 8 + v] = dx[src];
+        s8[gb * 8 + v] = sx[src];
+        sum8[gb * 8 + v] = sumx[src];
+      }
+      transpose_8x8_epi32(rows);
+      for (int c = 0; c < 8; ++c) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(q8 + gb * 8 * kQK + 32 * c), rows[c]);
+      }
+    }
   }
-  const QuantActs<XB> xa{xq, dx, sx, nb};
+  const QuantActs xa{xq, dx, sumx, sx, q8, d8, sum8, s8, nb};
+  const RowPtrs wr(w);
   run_tiles<kQuantTileRows, kQuantTileVecs, kQuantSpan>(w, n, [&](auto rows, auto vecs, int64_t r0, int64_t v0, int64_t k0, int64_t k1) {
-    quant_tile<Q, decltype(rows)::value, decltype(vecs)::value>(w, r0, xa, v0, y, ldy, k0, k1);
+    quant_tile<Q, decltype(rows)::value, decltype(vecs)::value>(wr, r0, xa, v0, y, ldy, k0, k1);
   });
 }
 
@@ -448,11 +732,19 @@ void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
 
 }  // namespace
 
+#if defined(RWKV_EDGE_AVX2_VNNI)
+const Kernels& avxvnni_table() {
+  static const Kernels k{"avx2-vnni", gemm, scalar_table().get_row, f16_to_f32, f32_to_f16,
+                         quantize_q8_0, quantize_q8_1};
+  return k;
+}
+#else
 const Kernels& avx2_table() {
   // get_row is memory-bound and rare (one embedding row per token): the scalar one does.
   static const Kernels k{"avx2", gemm, scalar_table().get_row, f16_to_f32, f32_to_f16,
                          quantize_q8_0, quantize_q8_1};
   return k;
 }
+#endif
 
 }  // namespace rwkv::kern::detail

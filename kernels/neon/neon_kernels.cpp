@@ -45,11 +45,11 @@ struct F16Weights {
 // Y[v0+v][r0+r] (+)= W[r0+r, k0:k1] · X[v0+v, k0:k1] for r < R, v < V; stores when k0 == 0,
 // adds otherwise. With V == 1 the k loop is unrolled twice to keep the FMA pipes busy.
 template <class W, int R, int V>
-void float_tile(const MatView& w, int64_t r0, const float* x, int64_t ldx, int64_t v0, float* y,
+void float_tile(const RowPtrs& w, int64_t r0, const float* x, int64_t ldx, int64_t v0, float* y,
                 int64_t ldy, int64_t k0, int64_t k1) {
   constexpr int U = V == 1 ? 2 : 1;
   const uint8_t* wr[R];
-  for (int r = 0; r < R; ++r) wr[r] = w.row(r0 + r);
+  for (int r = 0; r < R; ++r) wr[r] = w(r0 + r);
   const float* xv[V];
   for (int v = 0; v < V; ++v) xv[v] = x + (v0 + v) * ldx;
 
@@ -172,11 +172,11 @@ inline int32_t block_dot(const Int8x32& w, const int8_t* xq) {
 // with the scalar reference's float operations in its order: a span continues the running sum
 // of the previous one (stored in Y) rather than adding a separate partial sum.
 template <class Q, int R, int V>
-void quant_tile(const MatView& w, int64_t r0, const ActBlock<Q>* xq, int64_t nb, int64_t v0,
+void quant_tile(const RowPtrs& w, int64_t r0, const ActBlock<Q>* xq, int64_t nb, int64_t v0,
                 float* y, int64_t ldy, int64_t k0, int64_t k1) {
   using Block = typename Q::Block;
   const Block* wb[R];
-  for (int r = 0; r < R; ++r) wb[r] = reinterpret_cast<const Block*>(w.row(r0 + r));
+  for (int r = 0; r < R; ++r) wb[r] = reinterpret_cast<const Block*>(w(r0 + r));
   float sum[R][V];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < V; ++v) sum[r][v] = k0 == 0 ? 0.0f : y[(v0 + v) * ldy + r0 + r];
@@ -212,9 +212,10 @@ constexpr int kQuantTileRows = 4, kQuantTileVecs = 4, kQuantSpan = 1024;
 
 template <class W>
 void gemm_float(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
+  const RowPtrs wr(w);
   run_tiles<kFloatTileRows, kFloatTileVecs, kFloatSpan>(
       w, n, [&](auto rows, auto vecs, int64_t r0, int64_t v0, int64_t k0, int64_t k1) {
-        float_tile<W, decltype(rows)::value, decltype(vecs)::value>(w, r0, x, ldx, v0, y, ldy, k0, k1);
+        float_tile<W, decltype(rows)::value, decltype(vecs)::value>(wr, r0, x, ldx, v0, y, ldy, k0, k1);
       });
 }
 
@@ -232,9 +233,10 @@ void gemm_quant(const MatView& w, const float* x, int64_t ldx, int64_t n, float*
       quantize_row_q8_0(x + v * ldx, xq + v * nb, w.cols);
     }
   }
+  const RowPtrs wr(w);
   run_tiles<kQuantTileRows, kQuantTileVecs, kQuantSpan>(
       w, n, [&](auto rows, auto vecs, int64_t r0, int64_t v0, int64_t k0, int64_t k1) {
-        quant_tile<Q, decltype(rows)::value, decltype(vecs)::value>(w, r0, xq, nb, v0, y, ldy, k0, k1);
+        quant_tile<Q, decltype(rows)::value, decltype(vecs)::value>(wr, r0, xq, nb, v0, y, ldy, k0, k1);
       });
 }
 

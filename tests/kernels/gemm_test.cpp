@@ -2,10 +2,13 @@
 // reference against an independent double-precision evaluation of the ggml formula.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cfloat>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -224,6 +227,38 @@ TEST_CASE("gemm: results do not depend on the thread count") {
                       describe(*k, p));
       }
     }
+  }
+  set_num_threads(0);
+}
+
+TEST_CASE("gemm: concurrent and back-to-back calls give the single-threaded bits") {
+  // One gemm at a time uses the kernels' thread team; a concurrent one computes on its caller's
+  // thread. Hundreds of calls in a row, some after a pause long enough for the team's workers to
+  // go to sleep, exercise the hand-over between jobs. Every result must equal a 1-thread call.
+  Rng rng(13);
+  const Kernels& k = kernels();
+  for (DType t : {DType::kF16, DType::kQ8_0}) {
+    const Problem p = make_problem(t, 261, 512, 9, rng);
+    set_num_threads(1);
+    const std::vector<float> want = run(k, p);
+    set_num_threads(3);  // more than this machine may have: the job must finish all the same
+    std::atomic<int> mismatches{0};
+    std::vector<std::thread> callers;
+    for (int c = 0; c < 3; ++c) {
+      callers.emplace_back([&, c] {
+        std::vector<float> y(want.size());
+        for (int i = 0; i < 150; ++i) {
+          if (i % 50 == 49) std::this_thread::sleep_for(std::chrono::milliseconds(2 + c));
+          k.gemm(p.w(), p.x.data(), p.ldx, p.n, y.data(), p.ldy);
+          for (int64_t v = 0; v < p.n; ++v) {
+            const size_t at = (size_t)(v * p.ldy), bytes = (size_t)p.rows * sizeof(float);
+            if (std::memcmp(&y[at], &want[at], bytes) != 0) ++mismatches;
+          }
+        }
+      });
+    }
+    for (std::thread& th : callers) th.join();
+    CHECK_MESSAGE(mismatches.load() == 0, describe(k, p));
   }
   set_num_threads(0);
 }
