@@ -27,7 +27,6 @@ a held-out chapter is held out in both translations). Deterministic; about 5 %.
 """
 
 import argparse
-import base64
 import collections
 import gzip
 import hashlib
@@ -89,14 +88,6 @@ def _have(path_or_program):
     if path_or_program.startswith("/"):
         return os.path.exists(path_or_program)
     return shutil.which(path_or_program) is not None
-
-
-def missing_packages():
-    missing = []
-    for _, packages, needs in SOURCES:
-        if not all(_have(n) for n in needs):
-            missing.extend(packages)
-    return missing
 
 
 def _clean_lines(lines):

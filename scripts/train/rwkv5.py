@@ -12,9 +12,10 @@ Per head h with state S[j = key][i = value] (rwkv-math.md §5):
     y_t[i]   = sum_j r_t[j] * (u[j] * k_t[j] * v_t[i] + S[j][i])      # output before the update
     S[j][i] <- w[j] * S[j][i] + k_t[j] * v_t[i]
 The training forward computes this in a chunked parallel form (wkv_chunked): inside a chunk of L
-tokens the pairwise decays w^(t-1-s) come from a log-space mask (exponents are never positive,
-so nothing overflows), across chunks the state is passed sequentially. wkv_sequential is the
-plain recurrence it is checked against (train.py --selftest).
+tokens the pairwise decays w^(t-1-s) are one matrix product of factors anchored at the chunk
+middle while they cannot overflow, else (fast decays, short chunks) a log-space mask whose
+exponents are never positive; across chunks the state is passed sequentially. wkv_sequential is
+the plain recurrence it is checked against (train.py --selftest).
 """
 
 import math
@@ -149,8 +150,9 @@ def wkv_chunked(r, k, v, logw, u, s0, chunk_len=32, max_exponent=FACTORISED_MAX_
             continue
         length = (end - begin) // n
         shape = (B, H, n, length, S)
-        y, s = _wkv_chunks(r[:, :, begin:end].reshape(shape), k[:, :, begin:end].reshape(shape),
-                           v[:, :, begin:end].reshape(shape), logw, u, s, max_exponent)
+        part = (r, k, v) if end - begin == T else (r[:, :, begin:end], k[:, :, begin:end], v[:, :, begin:end])
+        y, s = _wkv_chunks(part[0].reshape(shape), part[1].reshape(shape), part[2].reshape(shape),
+                           logw, u, s, max_exponent)
         ys.append(y.reshape(B, H, end - begin, S))
     y = torch.cat(ys, dim=2) if len(ys) > 1 else ys[0]
     return y.permute(0, 2, 1, 3), s
@@ -185,21 +187,25 @@ class TimeMix(nn.Module):
         B, T, C = x.shape
         H, S = self.n_head, self.head_size
         xx = _token_shift(x, prev_x)
-        # v5 lerp: xm = x * mu + prev * (1 - mu)
-        xk = x * self.time_mix_k + xx * (1 - self.time_mix_k)
-        xv = x * self.time_mix_v + xx * (1 - self.time_mix_v)
-        xr = x * self.time_mix_r + xx * (1 - self.time_mix_r)
-        xg = x * self.time_mix_g + xx * (1 - self.time_mix_g)
+        # v5 lerp: xm = x * mu + prev * (1 - mu), computed as prev + (x - prev) * mu.
+        dx = x - xx
+        xk = torch.addcmul(xx, dx, self.time_mix_k)
+        xv = torch.addcmul(xx, dx, self.time_mix_v)
+        xr = torch.addcmul(xx, dx, self.time_mix_r)
+        xg = torch.addcmul(xx, dx, self.time_mix_g)
         r = self.receptance(xr).view(B, T, H, S)
         k = self.key(xk).view(B, T, H, S)
         v = self.value(xv).view(B, T, H, S)
         g = F.silu(self.gate(xg))
-        logw = -torch.exp(self.time_decay)                          # log of exp(-exp(w))
-        if sequential:
-            y, wkv_state = wkv_sequential(r, k, v, torch.exp(logw), self.time_faaaa, wkv_state)
-        else:
-            y, wkv_state = wkv_chunked(r, k, v, logw, self.time_faaaa, wkv_state, chunk_len)
-        y = self.ln_x(y.reshape(B * T, C)).view(B, T, C)
+        # The recurrence, its decays and the GroupNorm stay f32 under bf16 autocast (rwkv-math.md §11).
+        with torch.autocast("cpu", enabled=False):
+            r, k, v = r.float(), k.float(), v.float()
+            logw = -torch.exp(self.time_decay)                      # log of exp(-exp(w))
+            if sequential:
+                y, wkv_state = wkv_sequential(r, k, v, torch.exp(logw), self.time_faaaa, wkv_state)
+            else:
+                y, wkv_state = wkv_chunked(r, k, v, logw, self.time_faaaa, wkv_state, chunk_len)
+            y = self.ln_x(y.reshape(B * T, C)).view(B, T, C)
         return self.output(y * g), x[:, -1], wkv_state
 
 
@@ -215,8 +221,9 @@ class ChannelMix(nn.Module):
 
     def forward(self, x, prev_x):
         xx = _token_shift(x, prev_x)
-        xk = x * self.time_mix_k + xx * (1 - self.time_mix_k)
-        xr = x * self.time_mix_r + xx * (1 - self.time_mix_r)
+        dx = x - xx
+        xk = torch.addcmul(xx, dx, self.time_mix_k)
+        xr = torch.addcmul(xx, dx, self.time_mix_r)
         k = torch.square(torch.relu(self.key(xk)))
         return torch.sigmoid(self.receptance(xr)) * self.value(k), x[:, -1]
 
@@ -320,7 +327,7 @@ def _orthogonal_(weight, gain, generator):
 
 
 def detach_state(state):
-    return [tuple(t.detach() for t in layer) for layer in state]
+    return [tuple(t.detach().float() for t in layer) for layer in state]
 
 
 @torch.no_grad()

@@ -29,6 +29,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+# The machine is shared: OpenMP threads that spin while waiting (the default) lose their time
+# slices to other work and made a step 2-4x slower in measurements here. Must precede torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -44,7 +48,7 @@ DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "build-train"))
 
 # Arguments that define the run; a resumed run takes them from the checkpoint.
 RUN_ARGS = ("n_layer", "n_embd", "head_size", "n_ffn", "ctx_len", "batch_size", "steps", "lr", "lr_final",
-            "warmup", "weight_decay", "beta1", "beta2", "adam_eps", "grad_clip", "reset_prob", "seed")
+            "warmup", "weight_decay", "beta1", "beta2", "adam_eps", "grad_clip", "reset_prob", "seed", "bf16")
 
 
 def parse_args(argv):
@@ -76,6 +80,9 @@ def parse_args(argv):
     g.add_argument("--grad-clip", type=float, default=1.0, help="global gradient norm clip (0 = off)")
     g.add_argument("--reset-prob", type=float, default=0.125, help="per stream and window")
     g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast for the matrix products (weights, optimizer, WKV, norms and loss stay "
+                        "f32); about 2.5x faster where the CPU has AVX512-BF16, e.g. this machine")
     g = p.add_argument_group("run control (may change on --resume)")
     g.add_argument("--chunk-len", type=int, default=32, help="WKV chunk length (speed only; result is exact)")
     g.add_argument("--threads", type=int, default=2)
@@ -284,9 +291,11 @@ def train(args):
             print("train: --resume: %s does not exist" % ckpt_path, file=sys.stderr)
             return 1
         ckpt = torch.load(ckpt_path, map_location="cpu")
-        changed = [k for k in RUN_ARGS if getattr(args, k) != ckpt["run_args"][k]]
+        # A setting added after the checkpoint was written keeps its default (bf16 = off).
+        saved = dict(vars(parse_args([])), **ckpt["run_args"])
+        changed = [k for k in RUN_ARGS if getattr(args, k) != saved[k]]
         for k in RUN_ARGS:
-            setattr(args, k, ckpt["run_args"][k])
+            setattr(args, k, saved[k])
         if changed:
             print("resume: using the checkpoint's %s" % ", ".join("%s=%s" % (k, getattr(args, k)) for k in changed))
     elif os.path.exists(ckpt_path) and not args.bench:
@@ -342,8 +351,9 @@ def train(args):
         lr = lr_at(step, args)
         for group in opt.param_groups:
             group["lr"] = lr
-        logits, new_state = model(x, state, chunk_len=args.chunk_len)
-        loss = F.cross_entropy(logits.view(-1, cfg.n_vocab), y.reshape(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            logits, new_state = model(x, state, chunk_len=args.chunk_len)
+        loss = F.cross_entropy(logits.float().view(-1, cfg.n_vocab), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if args.grad_clip > 0:
@@ -403,8 +413,9 @@ def bench(model, opt, batches, state, args):
         x, y, reset = batches.get(step)
         state = reset_state(state, reset)
         t0 = time.time()
-        logits, new_state = model(x, state, chunk_len=args.chunk_len)
-        loss = F.cross_entropy(logits.view(-1, model.cfg.n_vocab), y.reshape(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            logits, new_state = model(x, state, chunk_len=args.chunk_len)
+        loss = F.cross_entropy(logits.float().view(-1, model.cfg.n_vocab), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -412,8 +423,9 @@ def bench(model, opt, batches, state, args):
         times.append(time.time() - t0)
     per_step = sorted(times[1:])[len(times[1:]) // 2]
     rate = args.batch_size * args.ctx_len / per_step
-    print("bench: L%d C%d ctx %d batch %d chunk %d: median %.2f s/step, %.0f tok/s (min %.2f s, max %.2f s); "
-          "2 h = %d steps" % (args.n_layer, args.n_embd, args.ctx_len, args.batch_size, args.chunk_len, per_step,
+    print("bench: L%d C%d ctx %d batch %d chunk %d%s: median %.2f s/step, %.0f tok/s (min %.2f s, max %.2f s); "
+          "2 h = %d steps" % (args.n_layer, args.n_embd, args.ctx_len, args.batch_size, args.chunk_len,
+                              " bf16" if args.bf16 else " f32", per_step,
                               rate, min(times[1:]), max(times[1:]), int(7200 / per_step)))
     return 0
 
