@@ -9,6 +9,7 @@
 namespace rwkv {
 
 using detail::LayerWeights;
+using detail::Linear;
 
 Model::~Model() = default;
 
@@ -81,6 +82,27 @@ class Binder {
     return Status::OK();
   }
 
+  // A projection: the dense tensor `dense_name` or, when it is absent, the factors
+  // `<base>.lr_a` and `<base>.lr_b` (base = dense_name without ".weight").
+  Status lin(const std::string& dense_name, Linear* out) {
+    std::string base = dense_name;
+    const std::string suffix = ".weight";
+    if (base.size() > suffix.size() && base.compare(base.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      base.resize(base.size() - suffix.size());
+    }
+    out->name = base;
+    if (mf_.find(dense_name) != nullptr || mf_.find(base + ".lr_a") == nullptr) return mat(dense_name, &out->w);
+    Status st = mat(base + ".lr_a", &out->a);
+    if (!st.ok()) return st;
+    st = mat(base + ".lr_b", &out->b);
+    if (!st.ok()) return st;
+    if (out->a.rows != out->b.cols) {
+      return Status::Corruption(mf_.path + ": tensor '" + base + ".lr_b' has " + std::to_string(out->b.cols) +
+                                " columns but '" + base + ".lr_a' has rank " + std::to_string(out->a.rows));
+    }
+    return Status::OK();
+  }
+
  private:
   const ModelFile& mf_;
   std::vector<std::vector<float>>& owned_;
@@ -98,7 +120,8 @@ Status Model::build(const LoadOptions& opt) {
     if (st.ok() && !s.ok()) st = s;
   };
   check(b.mat("emb.weight", &emb_));
-  check(b.mat("head.weight", &head_));
+  head_ = std::make_unique<Linear>();
+  check(b.lin("head.weight", head_.get()));
   check(b.vec("blocks.0.ln0.weight", &ln0_w_));
   check(b.vec("blocks.0.ln0.bias", &ln0_b_));
   check(b.vec("ln_out.weight", &ln_out_w_));
@@ -112,12 +135,12 @@ Status Model::build(const LoadOptions& opt) {
     check(b.vec(p + "ln1.bias", &w.ln1_b));
     check(b.vec(p + "ln2.weight", &w.ln2_w));
     check(b.vec(p + "ln2.bias", &w.ln2_b));
-    check(b.mat(p + "att.receptance.weight", &w.att_r));
-    check(b.mat(p + "att.key.weight", &w.att_k));
-    check(b.mat(p + "att.value.weight", &w.att_v));
-    check(b.mat(p + "att.output.weight", &w.att_o));
-    check(b.mat(p + "ffn.key.weight", &w.ffn_k));
-    check(b.mat(p + "ffn.value.weight", &w.ffn_v));
+    check(b.lin(p + "att.receptance.weight", &w.att_r));
+    check(b.lin(p + "att.key.weight", &w.att_k));
+    check(b.lin(p + "att.value.weight", &w.att_v));
+    check(b.lin(p + "att.output.weight", &w.att_o));
+    check(b.lin(p + "ffn.key.weight", &w.ffn_k));
+    check(b.lin(p + "ffn.value.weight", &w.ffn_v));
     if (ver != RwkvVersion::kV4) {
       check(b.vec(p + "att.ln_x.weight", &w.ln_x_w));
       check(b.vec(p + "att.ln_x.bias", &w.ln_x_b));
@@ -131,7 +154,7 @@ Status Model::build(const LoadOptions& opt) {
         check(b.vec(p + "att.time_mix_r", &w.mix_r));
         check(b.vec(p + "ffn.time_mix_k", &w.ffn_mix_k));
         check(b.vec(p + "ffn.time_mix_r", &w.ffn_mix_r));
-        check(b.mat(p + "ffn.receptance.weight", &w.ffn_r));
+        check(b.lin(p + "ffn.receptance.weight", &w.ffn_r));
         if (ver == RwkvVersion::kV4) {
           check(b.vec(p + "att.time_decay", &w.decay));
           check(b.vec(p + "att.time_first", &w.first));
@@ -141,7 +164,7 @@ Status Model::build(const LoadOptions& opt) {
           check(b.vec_per_head(p + "att.time_first", hp_.head_size, &w.first));
         } else {
           check(b.vec(p + "att.time_mix_g", &w.mix_g));
-          check(b.mat(p + "att.gate.weight", &w.att_g));
+          check(b.lin(p + "att.gate.weight", &w.att_g));
           check(b.vec(p + "att.time_decay", &w.decay));
           check(b.vec(p + "att.time_faaaa", &w.first));
         }
@@ -153,16 +176,16 @@ Status Model::build(const LoadOptions& opt) {
         check(b.vec(p + "att.time_maa_v", &w.mix_v));
         check(b.vec(p + "att.time_maa_r", &w.mix_r));
         check(b.vec(p + "att.time_maa_g", &w.mix_g));
-        check(b.mat(p + "att.time_maa_w1", &w.maa_w1));
+        check(b.lin(p + "att.time_maa_w1", &w.maa_w1));
         for (int i = 0; i < 5; ++i) check(b.mat(p + "att.time_maa_w2", &w.maa_w2[i], i));
         check(b.vec(p + "att.time_decay", &w.decay));
-        check(b.mat(p + "att.time_decay_w1", &w.decay_w1));
-        check(b.mat(p + "att.time_decay_w2", &w.decay_w2));
+        check(b.lin(p + "att.time_decay_w1", &w.decay_w1));
+        check(b.lin(p + "att.time_decay_w2", &w.decay_w2));
         check(b.vec(p + "att.time_faaaa", &w.first));
-        check(b.mat(p + "att.gate.weight", &w.att_g));
+        check(b.lin(p + "att.gate.weight", &w.att_g));
         check(b.vec(p + "ffn.time_maa_k", &w.ffn_mix_k));
         check(b.vec(p + "ffn.time_maa_r", &w.ffn_mix_r));
-        check(b.mat(p + "ffn.receptance.weight", &w.ffn_r));
+        check(b.lin(p + "ffn.receptance.weight", &w.ffn_r));
         break;
       case RwkvVersion::kV7: {
         const float* x6 = nullptr;
@@ -178,18 +201,18 @@ Status Model::build(const LoadOptions& opt) {
           w.x_g = x6 + 5 * C;
         }
         check(b.vec(p + "att.w0", &w.w0));
-        check(b.mat(p + "att.w1", &w.w1));
-        check(b.mat(p + "att.w2", &w.w2));
+        check(b.lin(p + "att.w1", &w.w1));
+        check(b.lin(p + "att.w2", &w.w2));
         check(b.vec(p + "att.a0", &w.a0));
-        check(b.mat(p + "att.a1", &w.a1));
-        check(b.mat(p + "att.a2", &w.a2));
+        check(b.lin(p + "att.a1", &w.a1));
+        check(b.lin(p + "att.a2", &w.a2));
         if (l > 0) {
           check(b.vec(p + "att.v0", &w.v0));
-          check(b.mat(p + "att.v1", &w.v1));
-          check(b.mat(p + "att.v2", &w.v2));
+          check(b.lin(p + "att.v1", &w.v1));
+          check(b.lin(p + "att.v2", &w.v2));
         }
-        check(b.mat(p + "att.g1", &w.g1));
-        check(b.mat(p + "att.g2", &w.g2));
+        check(b.lin(p + "att.g1", &w.g1));
+        check(b.lin(p + "att.g2", &w.g2));
         check(b.vec(p + "att.k_k", &w.k_k));
         check(b.vec(p + "att.k_a", &w.k_a));
         check(b.vec(p + "att.r_k", &w.r_k));
@@ -295,6 +318,7 @@ Status Model::forward_chunk(Segment* segs, size_t n_segs) const {
   }
   const int64_t T = rows.T;
   detail::Scratch s;
+  s.probe = probe_;
   float* x = s.get(14, (size_t)(T * C));
   float* tmp = s.get(15, (size_t)(T * C));
   std::vector<float> v_first;
@@ -346,7 +370,7 @@ Status Model::forward_chunk(Segment* segs, size_t n_segs) const {
   const int64_t n = (int64_t)want.size();
   for (int64_t i = 0; i < n; ++i) detail::layer_norm(x + want[(size_t)i] * C, tmp + i * C, C, ln_out_w_, ln_out_b_);
   std::vector<float> out((size_t)(n * V));
-  detail::matmul(head_, tmp, n, out.data());
+  detail::linear(*head_, tmp, n, out.data(), s);
   for (int64_t i = 0; i < n; ++i) std::memcpy(dst[(size_t)i], out.data() + i * V, (size_t)V * sizeof(float));
   return Status::OK();
 }

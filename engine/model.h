@@ -46,8 +46,21 @@ struct Segment {
   float* logits = nullptr;
 };
 
+// Calibration probe: sees the input and output rows of every matrix product of a forward pass.
+// Offline tools (rwkv-edge compress) use it to gather activation statistics.
+struct Probe {
+  virtual ~Probe() = default;
+  // Called after every matrix product. `name` is the tensor base name ("blocks.3.att.key",
+  // "blocks.3.ffn.key", "blocks.3.att.w1", "blocks.3.att.time_maa_w2.0", "head"); x holds T
+  // input rows of `in` floats, y the T output rows of `out` floats (for ffn.key: W_k·xk before
+  // the relu). Both are valid only during the call.
+  virtual void on_linear(const std::string& name, const float* x, int64_t T, int64_t in, const float* y,
+                         int64_t out) = 0;
+};
+
 namespace detail {
 struct LayerWeights;
+struct Linear;
 }
 
 class Model {
@@ -69,8 +82,13 @@ class Model {
 
   int64_t max_chunk_rows = 64;
 
-  // Bytes of the weights one decode step reads (every matrix and vector once).
+  // Bytes of the weights one decode step reads (every matrix and vector once; a factored
+  // projection reads its two factors; of the embedding only one row).
   size_t weight_bytes_per_token() const;
+
+  // Installs a probe called after every matrix product (nullptr removes it). For offline tools
+  // only: not thread-safe with forward(), and the probe must outlive its use. No cost when unset.
+  void set_probe(Probe* p) const { probe_ = p; }
 
  private:
   Model() = default;
@@ -80,7 +98,9 @@ class Model {
   ModelFile mf_;
   Hparams hp_;
   std::vector<std::vector<float>> owned_;  // f32 copies of vectors and dequantised matrices
-  kern::MatView emb_, head_;
+  kern::MatView emb_;
+  std::unique_ptr<detail::Linear> head_;
+  mutable Probe* probe_ = nullptr;
   const float* ln0_w_ = nullptr;
   const float* ln0_b_ = nullptr;
   const float* ln_out_w_ = nullptr;

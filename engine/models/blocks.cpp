@@ -58,6 +58,34 @@ void matmul(const kern::MatView& w, const float* x, int64_t T, float* y) {
   kern::kernels().gemm(w, x, w.cols, T, y, w.rows);
 }
 
+void probe_product(Scratch& s, const std::string& name, const float* x, int64_t ldx, int64_t T, int64_t in,
+                   const float* y, int64_t out) {
+  if (s.probe == nullptr) return;
+  if (ldx == in) {
+    s.probe->on_linear(name, x, T, in, y, out);
+    return;
+  }
+  // Probes take contiguous rows: gather the strided input (offline tools only).
+  std::vector<float> packed((size_t)(T * in));
+  for (int64_t t = 0; t < T; ++t) std::memcpy(packed.data() + t * in, x + t * ldx, (size_t)in * sizeof(float));
+  s.probe->on_linear(name, packed.data(), T, in, y, out);
+}
+
+void linear(const Linear& w, const float* x, int64_t T, float* y, Scratch& s, int64_t ldx) {
+  const kern::Kernels& k = kern::kernels();
+  if (ldx <= 0) ldx = w.cols();
+  if (!w.factored()) {
+    k.gemm(w.w, x, ldx, T, y, w.w.rows);
+  } else {
+    // y = b · (a · x): the rank-r intermediate lives in the scratch.
+    const int64_t r = w.a.rows;
+    if (s.lowrank.size() < (size_t)(T * r)) s.lowrank.resize((size_t)(T * r));
+    k.gemm(w.a, x, ldx, T, s.lowrank.data(), r);
+    k.gemm(w.b, s.lowrank.data(), r, T, y, w.b.rows);
+  }
+  if (s.probe != nullptr) probe_product(s, w.name, x, ldx, T, w.cols(), y, w.rows());
+}
+
 void channel_mix(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* f,
                  float* x, Scratch& s) {
   const int64_t C = hp.n_embd, F = hp.n_ffn, T = rows.T;
@@ -83,17 +111,17 @@ void channel_mix(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
     }
   }
   // k = relu(Wk xk)^2
-  matmul(lw.ffn_k, xk, T, hid);
+  linear(lw.ffn_k, xk, T, hid, s);
   for (int64_t i = 0; i < T * F; ++i) {
     const float v = hid[i] > 0.0f ? hid[i] : 0.0f;
     hid[i] = v * v;
   }
   // out = (sigma(Wr xr) *) Wv k
   float* out = xk;  // reuse: xk is no longer needed
-  matmul(lw.ffn_v, hid, T, out);
+  linear(lw.ffn_v, hid, T, out, s);
   if (gated) {
     float* r = hid;  // reuse
-    matmul(lw.ffn_r, xr, T, r);
+    linear(lw.ffn_r, xr, T, r, s);
     for (int64_t i = 0; i < T * C; ++i) x[i] += sigmoidf(r[i]) * out[i];
   } else {
     for (int64_t i = 0; i < T * C; ++i) x[i] += out[i];

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "engine/model.h"
@@ -11,6 +12,21 @@
 namespace rwkv::detail {
 
 using Vec = const float*;  // f32, n_embd (or as documented) elements, owned by the Model
+
+// One projection y = W x with W [out x in]: either dense (`w`) or factored into two low-rank
+// factors y = b · (a · x) with a [r x in] (tensor `<name>.lr_a`) and b [out x r] (`<name>.lr_b`),
+// as `rwkv-edge compress` writes them (issue 6). Every 2-D projection of every version is a
+// Linear, so any of them may be factored.
+struct Linear {
+  std::string name;  // tensor base name ("blocks.3.att.key"); probes and messages use it
+  kern::MatView w;   // dense weight; unused when factored
+  kern::MatView a;   // factored: a [r x in]
+  kern::MatView b;   // factored: b [out x r]
+  bool factored() const { return a.data != nullptr; }
+  int64_t rows() const { return factored() ? b.rows : w.rows; }  // out
+  int64_t cols() const { return factored() ? a.cols : w.cols; }  // in
+  int64_t rank() const { return factored() ? a.rows : 0; }
+};
 
 struct LayerWeights {
   Vec ln1_w = nullptr, ln1_b = nullptr, ln2_w = nullptr, ln2_b = nullptr;
@@ -21,15 +37,16 @@ struct LayerWeights {
   // v6 decay = w0 (raw), first = u.
   Vec decay = nullptr, first = nullptr;
   Vec ln_x_w = nullptr, ln_x_b = nullptr;
-  kern::MatView att_r, att_k, att_v, att_o, att_g;
-  kern::MatView maa_w1, maa_w2[5], decay_w1, decay_w2;  // v6
+  Linear att_r, att_k, att_v, att_o, att_g;
+  Linear maa_w1, decay_w1, decay_w2;  // v6
+  kern::MatView maa_w2[5];             // v6: slices of a 3-D tensor, never factored
   // v7
   Vec x_r = nullptr, x_w = nullptr, x_k = nullptr, x_v = nullptr, x_a = nullptr, x_g = nullptr;
   Vec w0 = nullptr, a0 = nullptr, v0 = nullptr, k_k = nullptr, k_a = nullptr, r_k = nullptr;
-  kern::MatView w1, w2, a1, a2, v1, v2, g1, g2;
+  Linear w1, w2, a1, a2, v1, v2, g1, g2;
   // Channel mix. v4/v5: time_mix_{k,r}; v6: time_maa_{k,r}; v7: x_k in ffn_mix_k.
   Vec ffn_mix_k = nullptr, ffn_mix_r = nullptr;
-  kern::MatView ffn_k, ffn_v, ffn_r;
+  Linear ffn_k, ffn_v, ffn_r;
 };
 
 // The rows of one forward chunk: T rows, each belonging to a sequence (its State). Rows of a
@@ -41,9 +58,12 @@ struct Rows {
   std::vector<uint8_t> last;   // 1 when the row is the last of its sequence in this chunk
 };
 
-// Scratch buffers of one chunk (T x width each).
+// Scratch buffers of one chunk (T x width each), plus the rank-r intermediate of factored
+// projections and the probe of this forward pass (null: none).
 struct Scratch {
   std::vector<float> buf[16];
+  std::vector<float> lowrank;  // T x r, used only inside linear()
+  Probe* probe = nullptr;
   float* get(int i, size_t n) {
     if (buf[i].size() < n) buf[i].resize(n);
     return buf[i].data();
@@ -60,6 +80,12 @@ enum class Shift { kAtt, kFfn };
 void token_shift(const Rows& rows, int64_t layer, Shift which, const float* x, float* prev, int64_t C);
 // y[T, w.rows] = x[T, w.cols] W^T through the kernels.
 void matmul(const kern::MatView& w, const float* x, int64_t T, float* y);
+// y[T, w.rows()] = x[T, w.cols()] W^T for a dense or factored projection; x rows are `ldx`
+// floats apart (0 = w.cols()). Calls the probe, if any, with the projection's name.
+void linear(const Linear& w, const float* x, int64_t T, float* y, Scratch& s, int64_t ldx = 0);
+// Reports a product computed outside linear() (v6 time_maa_w2 slices) to the probe.
+void probe_product(Scratch& s, const std::string& name, const float* x, int64_t ldx, int64_t T, int64_t in,
+                   const float* y, int64_t out);
 
 inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 

@@ -23,9 +23,9 @@ void time_mix_v4(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
     xv[i] = a[i] * lw.mix_v[c] + prev[i] * (1.0f - lw.mix_v[c]);
     xr[i] = a[i] * lw.mix_r[c] + prev[i] * (1.0f - lw.mix_r[c]);
   }
-  matmul(lw.att_k, xk, T, k);
-  matmul(lw.att_v, xv, T, v);
-  matmul(lw.att_r, xr, T, r);
+  linear(lw.att_k, xk, T, k, s);
+  linear(lw.att_v, xv, T, v, s);
+  linear(lw.att_r, xr, T, r, s);
   float* rwkv = xk;  // reuse
   for (int64_t t = 0; t < T; ++t) {
     float* st = rows.state[t]->wkv(layer);
@@ -53,7 +53,7 @@ void time_mix_v4(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
     }
   }
   float* out = xv;  // reuse
-  matmul(lw.att_o, rwkv, T, out);
+  linear(lw.att_o, rwkv, T, out, s);
   for (int64_t i = 0; i < T * C; ++i) x[i] += out[i];
 }
 

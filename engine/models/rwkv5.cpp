@@ -48,11 +48,11 @@ void time_mix_v5(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
     xr[i] = a[i] * lw.mix_r[c] + prev[i] * (1.0f - lw.mix_r[c]);
     if (gated) xg[i] = a[i] * lw.mix_g[c] + prev[i] * (1.0f - lw.mix_g[c]);
   }
-  matmul(lw.att_k, xk, T, k);
-  matmul(lw.att_v, xv, T, v);
-  matmul(lw.att_r, xr, T, r);  // no sigmoid on r in v5+
+  linear(lw.att_k, xk, T, k, s);
+  linear(lw.att_v, xv, T, v, s);
+  linear(lw.att_r, xr, T, r, s);  // no sigmoid on r in v5+
   if (gated) {
-    matmul(lw.att_g, xg, T, g);
+    linear(lw.att_g, xg, T, g, s);
     for (int64_t i = 0; i < T * C; ++i) g[i] = g[i] * sigmoidf(g[i]);  // silu
   }
   float* y = xk;  // reuse
@@ -64,7 +64,7 @@ void time_mix_v5(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
     for (int64_t i = 0; i < T * C; ++i) y[i] *= g[i];
   }
   float* out = xv;  // reuse
-  matmul(lw.att_o, y, T, out);
+  linear(lw.att_o, y, T, out, s);
   for (int64_t i = 0; i < T * C; ++i) x[i] += out[i];
 }
 

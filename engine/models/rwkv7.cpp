@@ -8,7 +8,7 @@ namespace rwkv::detail {
 void time_mix_v7(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* a,
                  float* x, float* v_first, Scratch& s) {
   const int64_t C = hp.n_embd, T = rows.T, H = hp.n_head, S = hp.head_size;
-  const int64_t Dmax = std::max({lw.w1.rows, lw.a1.rows, lw.g1.rows, layer > 0 ? lw.v1.rows : (int64_t)0});
+  const int64_t Dmax = std::max({lw.w1.rows(), lw.a1.rows(), lw.g1.rows(), layer > 0 ? lw.v1.rows() : (int64_t)0});
   float* prev = s.get(0, (size_t)(T * C));
   float* xs = s.get(1, (size_t)(6 * T * C));  // xr, xw, xk, xv, xa, xg
   float* r = s.get(2, (size_t)(T * C));
@@ -32,29 +32,29 @@ void time_mix_v7(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
   const float* xv = xs + 3 * T * C;
   const float* xa = xs + 4 * T * C;
   const float* xg = xs + 5 * T * C;
-  matmul(lw.att_r, xr, T, r);
-  matmul(lw.att_k, xk, T, k);
-  matmul(lw.att_v, xv, T, v);
+  linear(lw.att_r, xr, T, r, s);
+  linear(lw.att_k, xk, T, k, s);
+  linear(lw.att_v, xv, T, v, s);
   // w = exp(-e^-0.5 * sigmoid(w0 + tanh(xw @ w1) @ w2))
-  matmul(lw.w1, xw, T, lo);
-  for (int64_t i = 0; i < T * lw.w1.rows; ++i) lo[i] = std::tanh(lo[i]);
-  matmul(lw.w2, lo, T, w);
+  linear(lw.w1, xw, T, lo, s);
+  for (int64_t i = 0; i < T * lw.w1.rows(); ++i) lo[i] = std::tanh(lo[i]);
+  linear(lw.w2, lo, T, w, s);
   for (int64_t i = 0; i < T * C; ++i) w[i] = std::exp(-0.606531f * sigmoidf(lw.w0[i % C] + w[i]));
   // a = sigmoid(a0 + (xa @ a1) @ a2)
-  matmul(lw.a1, xa, T, lo);
-  matmul(lw.a2, lo, T, aa);
+  linear(lw.a1, xa, T, lo, s);
+  linear(lw.a2, lo, T, aa, s);
   for (int64_t i = 0; i < T * C; ++i) aa[i] = sigmoidf(lw.a0[i % C] + aa[i]);
   // g = sigmoid(xg @ g1) @ g2
-  matmul(lw.g1, xg, T, lo);
-  for (int64_t i = 0; i < T * lw.g1.rows; ++i) lo[i] = sigmoidf(lo[i]);
-  matmul(lw.g2, lo, T, g);
+  linear(lw.g1, xg, T, lo, s);
+  for (int64_t i = 0; i < T * lw.g1.rows(); ++i) lo[i] = sigmoidf(lo[i]);
+  linear(lw.g2, lo, T, g, s);
   // value residual: layer 0 defines v_first, later layers mix towards it.
   if (layer == 0) {
     std::copy(v, v + T * C, v_first);
   } else {
     float* vm = xs;  // reuse xr's slot: r is already computed
-    matmul(lw.v1, xv, T, lo);
-    matmul(lw.v2, lo, T, vm);
+    linear(lw.v1, xv, T, lo, s);
+    linear(lw.v2, lo, T, vm, s);
     for (int64_t i = 0; i < T * C; ++i) v[i] += (v_first[i] - v[i]) * sigmoidf(lw.v0[i % C] + vm[i]);
   }
   // kk = normalize_per_head(k * k_k); k = k * (1 + (a - 1) * k_a)
@@ -111,7 +111,7 @@ void time_mix_v7(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
   }
   for (int64_t i = 0; i < T * C; ++i) y[i] *= g[i];
   float* out = r;  // reuse
-  matmul(lw.att_o, y, T, out);
+  linear(lw.att_o, y, T, out, s);
   for (int64_t i = 0; i < T * C; ++i) x[i] += out[i];
 }
 
