@@ -5,6 +5,7 @@
 
 #include "engine/common/fp16.h"
 #include "engine/models/blocks.h"
+#include "engine/models/head.h"
 
 namespace rwkv {
 
@@ -122,6 +123,16 @@ Status Model::build(const LoadOptions& opt) {
   check(b.mat("emb.weight", &emb_));
   head_ = std::make_unique<Linear>();
   check(b.lin("head.weight", head_.get()));
+  if (ClusteredHead::present(mf_)) {
+    // head.weight's rows are grouped by cluster: only the clustered head may read them.
+    ClusterHeadSettings hs;
+    hs.p_min = (float)opt.head_p_min;
+    hs.k_min = opt.head_k_min;
+    hs.k_max = opt.head_k_max;
+    Result<std::unique_ptr<ClusteredHead>> ch = ClusteredHead::from_file(mf_, hs);
+    if (!ch.ok()) return ch.status();
+    cluster_head_ = std::move(ch).value();
+  }
   check(b.vec("blocks.0.ln0.weight", &ln0_w_));
   check(b.vec("blocks.0.ln0.bias", &ln0_b_));
   check(b.vec("ln_out.weight", &ln_out_w_));
@@ -230,6 +241,12 @@ size_t Model::weight_bytes_per_token() const {
   for (const TensorRef& t : mf_.tensors) total += t.nbytes;
   const TensorRef* emb = mf_.find("emb.weight");
   if (emb != nullptr) total = total - emb->nbytes + emb->nbytes / (size_t)emb->ne[1];
+  // A clustered head reads only the chosen clusters' rows of head.weight: count the expected
+  // fraction (measured on held-out calibration rows at compression).
+  const TensorRef* head = mf_.find("head.weight");
+  if (cluster_head_ != nullptr && head != nullptr) {
+    total -= (size_t)((1.0 - cluster_head_->expected_row_fraction()) * (double)head->nbytes);
+  }
   return total;
 }
 
@@ -369,6 +386,17 @@ Status Model::forward_chunk(Segment* segs, size_t n_segs) const {
   if (want.empty()) return Status::OK();
   const int64_t n = (int64_t)want.size();
   for (int64_t i = 0; i < n; ++i) detail::layer_norm(x + want[(size_t)i] * C, tmp + i * C, C, ln_out_w_, ln_out_b_);
+  if (cluster_head_ != nullptr) {
+    // Clustered head: exact logits for the likely clusters, pseudo-logits for the rest,
+    // written straight into the callers' buffers in token order (engine/models/head.h).
+    cluster_head_->compute(tmp, n, dst.data());
+    if (s.probe != nullptr) {
+      std::vector<float> out((size_t)(n * V));
+      for (int64_t i = 0; i < n; ++i) std::memcpy(out.data() + i * V, dst[(size_t)i], (size_t)V * sizeof(float));
+      detail::probe_product(s, "head", tmp, C, n, C, out.data(), V);
+    }
+    return Status::OK();
+  }
   std::vector<float> out((size_t)(n * V));
   detail::linear(*head_, tmp, n, out.data(), s);
   for (int64_t i = 0; i < n; ++i) std::memcpy(dst[(size_t)i], out.data() + i * V, (size_t)V * sizeof(float));

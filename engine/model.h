@@ -31,6 +31,12 @@ struct LoadOptions {
   // in shared/ computes) instead of running them with ggml-style q8 activations.
   // Default: false (rwkv.cpp-compatible).
   bool dequantize = false;
+  // Clustered head (issue 6, engine/models/head.h): override the file's p_min / k_min / k_max
+  // (metadata rwkv_edge.head.*). p_min >= 1 computes every head row (the dense logits).
+  // Default: -1 (the file's settings, else 0.95 / 3 / 100).
+  double head_p_min = -1;
+  int64_t head_k_min = -1;
+  int64_t head_k_max = -1;
 };
 
 // Which logits a segment wants.
@@ -57,6 +63,8 @@ struct Probe {
   virtual void on_linear(const std::string& name, const float* x, int64_t T, int64_t in, const float* y,
                          int64_t out) = 0;
 };
+
+class ClusteredHead;
 
 namespace detail {
 struct LayerWeights;
@@ -90,6 +98,10 @@ class Model {
   // only: not thread-safe with forward(), and the probe must outlive its use. No cost when unset.
   void set_probe(Probe* p) const { probe_ = p; }
 
+  // The clustered head when the file has one (head.cluster.*), else null. Its stats() count the
+  // clusters chosen and head rows computed per token.
+  const ClusteredHead* clustered_head() const { return cluster_head_.get(); }
+
  private:
   Model() = default;
   Status build(const LoadOptions& opt);
@@ -100,6 +112,7 @@ class Model {
   std::vector<std::vector<float>> owned_;  // f32 copies of vectors and dequantised matrices
   kern::MatView emb_;
   std::unique_ptr<detail::Linear> head_;
+  std::unique_ptr<ClusteredHead> cluster_head_;  // null: dense head
   mutable Probe* probe_ = nullptr;
   const float* ln0_w_ = nullptr;
   const float* ln0_b_ = nullptr;

@@ -203,6 +203,42 @@ Status check_tensor(const ModelFile& mf, const std::string& name, const Spec& s,
   return Status::OK();
 }
 
+// The clustered head (issue 6, engine/models/head.h), optional: head.cluster.weight [K x C],
+// head.cluster.offsets [K+1], head.cluster.tokens [V], head.cluster.bias [K] (optional).
+// Values (offsets monotone, tokens a permutation) are checked when the model is built.
+Status check_cluster_head(const ModelFile& mf, const Dims& d) {
+  const TensorRef* w = mf.find("head.cluster.weight");
+  if (w == nullptr) {
+    for (const char* n : {"head.cluster.offsets", "head.cluster.tokens", "head.cluster.bias"}) {
+      if (mf.find(n) != nullptr) return tensor_error(mf, n, "is present without head.cluster.weight");
+    }
+    return Status::OK();
+  }
+  const int64_t K = w->ne[1];
+  if (w->n_dims != 2 || w->ne[0] != d.C || K < 1 || K > d.V) {
+    return tensor_error(mf, w->name, "has shape " + w->shape_string() + ", expected [" + std::to_string(d.C) +
+                                         ", K] with 1 <= K <= " + std::to_string(d.V));
+  }
+  if (!is_weight_type(w->type)) {
+    return tensor_error(mf, w->name, std::string("type ") + dtype_name(w->type) + " is not a weight type");
+  }
+  if (mf.find("head.weight") == nullptr) return tensor_error(mf, "head.weight", "a clustered head needs the dense rows");
+  const struct { const char* name; int64_t n; bool required; } vecs[] = {
+      {"head.cluster.offsets", K + 1, true}, {"head.cluster.tokens", d.V, true}, {"head.cluster.bias", K, false}};
+  for (const auto& v : vecs) {
+    const TensorRef* t = mf.find(v.name);
+    if (t == nullptr) {
+      if (!v.required) continue;
+      return Status::Corruption(mf.path + ": tensor '" + v.name + "' is missing (head.cluster.weight is present)");
+    }
+    if (t->n_elements() != v.n || (t->type != DType::kF32 && t->type != DType::kF16)) {
+      return tensor_error(mf, v.name, "has shape " + t->shape_string() + " and type " + dtype_name(t->type) +
+                                          ", expected an f32 vector of " + std::to_string(v.n) + " elements");
+    }
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 Status finalize_model_file(ModelFile& mf, bool keep_scalars) {
@@ -300,6 +336,8 @@ Status finalize_model_file(ModelFile& mf, bool keep_scalars) {
     st = check_tensor(mf, s.suffix, s, d);
     if (!st.ok()) return st;
   }
+  st = check_cluster_head(mf, d);
+  if (!st.ok()) return st;
   const std::vector<Spec> per_layer = layer_specs(detected);
   for (int64_t l = 0; l < n_layer; ++l) {
     const std::string prefix = "blocks." + std::to_string(l) + ".";
