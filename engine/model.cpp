@@ -1,6 +1,8 @@
 #include "engine/model.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "engine/common/fp16.h"
@@ -110,6 +112,56 @@ class Binder {
   bool dequantize_;
 };
 
+// A metadata number, or `fallback` when the key is absent or not a number.
+double meta_number(const ModelFile& mf, const std::string& key, double fallback) {
+  auto it = mf.metadata.find(key);
+  if (it == mf.metadata.end()) return fallback;
+  char* end = nullptr;
+  const double v = std::strtod(it->second.c_str(), &end);
+  return end != it->second.c_str() ? v : fallback;
+}
+
+// The sparse channel mix of layer l (issue 6) when the file stores blocks.l.ffn.value_t.weight:
+// W_v^T, the optional 1-bit key copy and MLP predictor, and q / τ from the metadata or `opt`.
+Status bind_ffn_sparse(Binder& b, const ModelFile& mf, const Hparams& hp, const LoadOptions& opt, int64_t l,
+                       detail::FfnSparse* sp) {
+  const std::string p = "blocks." + std::to_string(l) + ".ffn.";
+  Status st = b.mat(p + "value_t.weight", &sp->value_t);
+  if (!st.ok()) return st;
+  if (!kern::sparse_supports(sp->value_t.type)) {
+    return Status::Unsupported(mf.path + ": tensor '" + p + "value_t.weight' is " + dtype_name(sp->value_t.type) +
+                               "; the sparse channel mix reads f32, f16, q8_0 or i8r");
+  }
+  if (mf.find(p + "key.sign") != nullptr) {
+    st = b.mat(p + "key.sign", &sp->sign);
+    if (!st.ok()) return st;
+  }
+  if (mf.find(p + "pred.w1") != nullptr) {
+    st = b.mat(p + "pred.w1", &sp->w1);
+    if (st.ok()) st = b.mat(p + "pred.w2", &sp->w2);
+    if (!st.ok()) return st;
+  }
+  const std::string m = "rwkv_edge.ffn." + std::to_string(l) + ".";
+  const int64_t F = hp.n_ffn;
+  double q = opt.ffn_q >= 0 ? opt.ffn_q : meta_number(mf, m + "q", 0.0);
+  if (sp->sign.data == nullptr && q > 0.0 && q < 1.0) q = 1.0;  // no 1-bit copy: only the MLP (if any)
+  sp->n_top = F - (int64_t)std::llround(std::min(1.0, std::max(0.0, q)) * (double)F);
+  double tau = opt.ffn_mlp_threshold > 0 ? opt.ffn_mlp_threshold : meta_number(mf, m + "mlp_threshold", 0.7);
+  if (sp->w1.data == nullptr || !(tau > 0.0 && tau < 1.0)) {
+    sp->w1 = sp->w2 = kern::MatView{};
+    tau = 0.0;
+  }
+  sp->logit_tau = tau > 0.0 ? (float)std::log(tau / (1.0 - tau)) : 0.0f;
+  // Neither predictor left (q = 1 without the MLP): keep every neuron rather than none.
+  if (sp->w1.data == nullptr && sp->n_top == 0) sp->n_top = F;
+  sp->expected_active = sp->n_top >= F ? 1.0 : meta_number(mf, m + "active", 1.0);
+  if (opt.ffn_q >= 0 || opt.ffn_mlp_threshold > 0) {
+    sp->expected_active = sp->n_top >= F ? 1.0 : std::max((double)sp->n_top / (double)F, sp->expected_active);
+  }
+  sp->enabled = true;
+  return Status::OK();
+}
+
 }  // namespace
 
 Status Model::build(const LoadOptions& opt) {
@@ -151,7 +203,11 @@ Status Model::build(const LoadOptions& opt) {
     check(b.lin(p + "att.value.weight", &w.att_v));
     check(b.lin(p + "att.output.weight", &w.att_o));
     check(b.lin(p + "ffn.key.weight", &w.ffn_k));
-    check(b.lin(p + "ffn.value.weight", &w.ffn_v));
+    if (mf_.find(p + "ffn.value_t.weight") != nullptr) {
+      check(bind_ffn_sparse(b, mf_, hp_, opt, l, &w.ffn_sparse));
+    } else {
+      check(b.lin(p + "ffn.value.weight", &w.ffn_v));
+    }
     if (ver != RwkvVersion::kV4) {
       check(b.vec(p + "att.ln_x.weight", &w.ln_x_w));
       check(b.vec(p + "att.ln_x.bias", &w.ln_x_b));
@@ -246,6 +302,17 @@ size_t Model::weight_bytes_per_token() const {
   const TensorRef* head = mf_.find("head.weight");
   if (cluster_head_ != nullptr && head != nullptr) {
     total -= (size_t)((1.0 - cluster_head_->expected_row_fraction()) * (double)head->nbytes);
+  }
+  // A sparse channel mix reads only the predicted-active rows of W_k and W_v^T: count the
+  // expected active fraction (measured on held-out calibration rows at compression).
+  for (int64_t l = 0; l < (int64_t)layers_.size(); ++l) {
+    const detail::FfnSparse& sp = layers_[(size_t)l].ffn_sparse;
+    if (!sp.enabled) continue;
+    const std::string p = "blocks." + std::to_string(l) + ".ffn.";
+    const TensorRef* k = mf_.find(p + "key.weight");
+    const TensorRef* v = mf_.find(p + "value_t.weight");
+    const size_t kv = (k != nullptr ? k->nbytes : 0) + (v != nullptr ? v->nbytes : 0);
+    total -= (size_t)((1.0 - sp.expected_active) * (double)kv);
   }
   return total;
 }

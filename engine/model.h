@@ -37,6 +37,12 @@ struct LoadOptions {
   double head_p_min = -1;
   int64_t head_k_min = -1;
   int64_t head_k_max = -1;
+  // FFN predictors (issue 6): override every sparse layer's quantile q (the top 1 - q neurons by
+  // the 1-bit score are active; 0 = every neuron, which gives the dense result) and MLP
+  // threshold τ in (0, 1) (>= 1 turns the MLP off). A q other than 0 needs the layer's 1-bit
+  // copy (blocks.N.ffn.key.sign). Default: -1 (the file's rwkv_edge.ffn.N.q / .mlp_threshold).
+  double ffn_q = -1;
+  double ffn_mlp_threshold = -1;
 };
 
 // Which logits a segment wants.

@@ -86,6 +86,79 @@ void linear(const Linear& w, const float* x, int64_t T, float* y, Scratch& s, in
   if (s.probe != nullptr) probe_product(s, w.name, x, ldx, T, w.cols(), y, w.rows());
 }
 
+void ffn_active_set(const FfnSparse& sp, int64_t F, const float* scores, const float* logits,
+                    std::vector<int32_t>& active, std::vector<uint8_t>& mark) {
+  active.resize((size_t)F);
+  if (sp.n_top >= F) {
+    for (int64_t i = 0; i < F; ++i) active[(size_t)i] = (int32_t)i;
+    return;
+  }
+  mark.assign((size_t)F, 0);
+  if (scores != nullptr && sp.n_top > 0) {
+    // The n_top best 1-bit scores (RWKV-Lite's quantile q = 1 - n_top / F), in any order.
+    for (int64_t i = 0; i < F; ++i) active[(size_t)i] = (int32_t)i;
+    std::nth_element(active.begin(), active.begin() + (sp.n_top - 1), active.end(),
+                     [scores](int32_t a, int32_t b) { return scores[a] > scores[b]; });
+    for (int64_t j = 0; j < sp.n_top; ++j) mark[(size_t)active[(size_t)j]] = 1;
+  }
+  if (logits != nullptr) {
+    // sigmoid(z) > tau  <=>  z > logit(tau)
+    for (int64_t i = 0; i < F; ++i) mark[(size_t)i] |= (uint8_t)(logits[i] > sp.logit_tau);
+  }
+  // Ascending order: the rows of W_k and W_v^T are then read front to back.
+  size_t n = 0;
+  for (int64_t i = 0; i < F; ++i) {
+    if (mark[(size_t)i]) active[n++] = (int32_t)i;
+  }
+  active.resize(n);
+}
+
+void channel_mix_sparse_kv(const Hparams& hp, const LayerWeights& lw, const float* xk, int64_t T, float* out,
+                           Scratch& s) {
+  const kern::Kernels& k = kern::kernels();
+  const FfnSparse& sp = lw.ffn_sparse;
+  const int64_t C = hp.n_embd, F = hp.n_ffn;
+  // Predictors for all rows at once: 1-bit scores [T x F] and MLP logits [T x F].
+  const bool use_sign = sp.sign.data != nullptr && sp.n_top > 0 && sp.n_top < F;
+  const bool use_mlp = sp.w1.data != nullptr && sp.n_top < F;
+  float* scores = use_sign ? s.get(0, (size_t)(T * F)) : nullptr;
+  float* logits = use_mlp ? s.get(1, (size_t)(T * F)) : nullptr;
+  if (use_sign) k.gemm(sp.sign, xk, C, T, scores, F);
+  if (use_mlp) {
+    const int64_t H = sp.w1.rows;
+    float* hidden = s.get(2, (size_t)(T * H));
+    k.gemm(sp.w1, xk, C, T, hidden, H);
+    for (int64_t i = 0; i < T * H; ++i) hidden[i] = hidden[i] > 0.0f ? hidden[i] : 0.0f;
+    k.gemm(sp.w2, hidden, H, T, logits, F);
+  }
+  // W_k rows through gemv_rows when the kernels read its type; otherwise (factored or a type
+  // without sparse kernels) all keys are computed and the active ones picked.
+  const bool direct = !lw.ffn_k.factored() && kern::sparse_supports(lw.ffn_k.w.type);
+  float* keys_all = nullptr;
+  if (!direct) {
+    keys_all = s.get(3, (size_t)(T * F));
+    linear(lw.ffn_k, xk, T, keys_all, s);
+  }
+  float* h = s.get(4, (size_t)F);
+  std::vector<int32_t> active;
+  std::vector<uint8_t> mark;
+  for (int64_t t = 0; t < T; ++t) {
+    ffn_active_set(sp, F, use_sign ? scores + t * F : nullptr, use_mlp ? logits + t * F : nullptr, active, mark);
+    const int64_t n = (int64_t)active.size();
+    // h_j = relu(W_k[active_j] · xk)^2
+    if (direct) {
+      k.gemv_rows(lw.ffn_k.w, active.data(), n, xk + t * C, h);
+    } else {
+      for (int64_t j = 0; j < n; ++j) h[j] = keys_all[t * F + active[(size_t)j]];
+    }
+    for (int64_t j = 0; j < n; ++j) h[j] = h[j] > 0.0f ? h[j] * h[j] : 0.0f;
+    // out_t = Σ_j h_j W_v[:, active_j] = Σ_j h_j W_v^T[active_j, :]
+    float* o = out + t * C;
+    std::fill(o, o + C, 0.0f);
+    k.axpy_rows(sp.value_t, active.data(), h, n, o);
+  }
+}
+
 void channel_mix(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* f,
                  float* x, Scratch& s) {
   const int64_t C = hp.n_embd, F = hp.n_ffn, T = rows.T;
@@ -110,15 +183,21 @@ void channel_mix(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
       if (gated) xr[i] = f[i] + sx * lw.ffn_mix_r[c];
     }
   }
-  // k = relu(Wk xk)^2
-  linear(lw.ffn_k, xk, T, hid, s);
-  for (int64_t i = 0; i < T * F; ++i) {
-    const float v = hid[i] > 0.0f ? hid[i] : 0.0f;
-    hid[i] = v * v;
+  float* out = xk;  // reuse: xk is no longer needed once the keys are computed
+  if (lw.ffn_sparse.enabled) {
+    out = s.get(5, (size_t)(T * C));
+    channel_mix_sparse_kv(hp, lw, xk, T, out, s);
+  } else {
+    // k = relu(Wk xk)^2
+    linear(lw.ffn_k, xk, T, hid, s);
+    for (int64_t i = 0; i < T * F; ++i) {
+      const float v = hid[i] > 0.0f ? hid[i] : 0.0f;
+      hid[i] = v * v;
+    }
+    // out = Wv k
+    linear(lw.ffn_v, hid, T, out, s);
   }
-  // out = (sigma(Wr xr) *) Wv k
-  float* out = xk;  // reuse: xk is no longer needed
-  linear(lw.ffn_v, hid, T, out, s);
+  // x += (sigma(Wr xr) *) out
   if (gated) {
     float* r = hid;  // reuse
     linear(lw.ffn_r, xr, T, r, s);

@@ -28,6 +28,20 @@ struct Linear {
   int64_t rank() const { return factored() ? a.rows : 0; }
 };
 
+// Sparse channel mix of one layer (issue 6, RWKV-Lite §4): a predictor marks the neurons
+// expected to be active (relu(W_k·xk) > 0) and only their rows of W_k and of W_v^T are read.
+// Active = the n_top best scores of the 1-bit key copy `sign`, union the neurons whose MLP logit
+// W2·relu(W1·xk) exceeds logit_tau. n_top = F takes every neuron (the dense result).
+struct FfnSparse {
+  bool enabled = false;
+  kern::MatView sign;     // i1r [F x C]; data null when the 1-bit predictor is unused
+  kern::MatView w1, w2;   // MLP [H x C] and [F x H]; data null when the MLP is unused
+  kern::MatView value_t;  // W_v^T [F x C]: row i = neuron i's output column
+  int64_t n_top = 0;
+  float logit_tau = 0.0f;
+  double expected_active = 1.0;  // fraction active on held-out calibration rows (metadata)
+};
+
 struct LayerWeights {
   Vec ln1_w = nullptr, ln1_b = nullptr, ln2_w = nullptr, ln2_b = nullptr;
   // Time mix. v4/v5: time_mix_{k,v,r,g}; v6: time_maa_{k,v,r,g} (+ maa_x, maa_w).
@@ -46,7 +60,8 @@ struct LayerWeights {
   Linear w1, w2, a1, a2, v1, v2, g1, g2;
   // Channel mix. v4/v5: time_mix_{k,r}; v6: time_maa_{k,r}; v7: x_k in ffn_mix_k.
   Vec ffn_mix_k = nullptr, ffn_mix_r = nullptr;
-  Linear ffn_k, ffn_v, ffn_r;
+  Linear ffn_k, ffn_v, ffn_r;  // ffn_v unused when ffn_sparse.enabled (value_t replaces it)
+  FfnSparse ffn_sparse;
 };
 
 // The rows of one forward chunk: T rows, each belonging to a sequence (its State). Rows of a
@@ -89,7 +104,20 @@ void probe_product(Scratch& s, const std::string& name, const float* x, int64_t 
 
 inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
-// The channel mix of v4, v5, v6 (receptance gate) and v7 (no gate); adds into x.
+// The predicted-active neurons of one row, ascending, into `active` (its size is the count);
+// `scores` / `logits` are the row's 1-bit scores and MLP logits (null when unused). `mark` is F
+// bytes of scratch.
+void ffn_active_set(const FfnSparse& sp, int64_t F, const float* scores, const float* logits,
+                    std::vector<int32_t>& active, std::vector<uint8_t>& mark);
+
+// out[T, C] = W_v · relu(W_k · xk)² over the predicted-active neurons of each row, with the
+// sparse kernels (gemv_rows on W_k, axpy_rows on W_v^T). Uses scratch slots 0..4; channel_mix
+// puts `out` in slot 5.
+void channel_mix_sparse_kv(const Hparams& hp, const LayerWeights& lw, const float* xk, int64_t T, float* out,
+                           Scratch& s);
+
+// The channel mix of v4, v5, v6 (receptance gate) and v7 (no gate); adds into x. Sparse when the
+// layer has a predictor (lw.ffn_sparse.enabled).
 void channel_mix(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* f,
                  float* x, Scratch& s);
 
@@ -104,5 +132,6 @@ void time_mix_v6(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
 void time_mix_v7(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* a,
                  float* x, float* v_first, Scratch& s);
 
-// Scratch slots: 0..9 are free for time mixes; channel mix uses 10..13; model.cpp 14..15.
+// Scratch slots: 0..9 are free for time mixes; channel mix uses 10..13 (and 0..5 when sparse:
+// the time mix is done by then); model.cpp 14..15.
 }  // namespace rwkv::detail
