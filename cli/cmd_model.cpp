@@ -13,8 +13,16 @@
 namespace rwkv::cli {
 namespace {
 
-// Which component a tensor belongs to, for `info`.
+// Which component a tensor belongs to, for `info`. Compressed models (issue 6) add low-rank
+// factors, FFN activation predictors and the hierarchical head's cluster head.
 std::string component_of(const std::string& name) {
+  auto ends_with = [&](const char* suf) {
+    const size_t n = std::strlen(suf);
+    return name.size() >= n && name.compare(name.size() - n, n, suf) == 0;
+  };
+  if (name.rfind("head.cluster", 0) == 0) return "head.cluster";
+  if (name.find(".ffn.pred.") != std::string::npos || ends_with(".ffn.key.sign")) return "ffn.predictors";
+  if (ends_with(".lr_a") || ends_with(".lr_b")) return "low-rank factors";
   if (name == "emb.weight" || name.rfind("blocks.0.ln0", 0) == 0) return "embedding";
   if (name == "head.weight" || name.rfind("ln_out", 0) == 0) return "head";
   if (name.find(".att.") != std::string::npos) return "blocks.time_mix";
@@ -74,6 +82,20 @@ int cmd_info(int argc, char** argv) {
     std::printf("%-20s %14" PRId64 " %12s  %s\n", name.c_str(), a.params, human_bytes((double)a.bytes).c_str(), types.c_str());
   }
   std::printf("%-20s %14" PRId64 " %12s\n", "total", total.params, human_bytes((double)total.bytes).c_str());
+  // Techniques, from the metadata `rwkv-edge compress` writes.
+  std::string tech;
+  for (const auto& [k, v] : mf->metadata) {
+    const std::string pre = "rwkv_edge.compress.";
+    if (k.rfind(pre, 0) != 0 || k.find('.', pre.size()) != std::string::npos) continue;
+    const std::string key = k.substr(pre.size());
+    if (key == "source" || key == "calib" || key == "calib_tokens" || v == "none" || v.empty()) continue;
+    tech += (tech.empty() ? "" : ", ") + key + " " + v;
+  }
+  std::printf("compression: %s\n", tech.empty() ? "none" : tech.c_str());
+  Result<std::shared_ptr<Model>> m = Model::from_file(mf.value(), {});
+  if (m.ok()) {
+    std::printf("weight bytes per token: %s\n", human_bytes((double)(*m)->weight_bytes_per_token()).c_str());
+  }
   for (const auto& [k, v] : mf->metadata) {
     if (v.size() < 200) std::printf("meta %s = %s\n", k.c_str(), v.c_str());
   }

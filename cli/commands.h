@@ -14,5 +14,6 @@ int cmd_bench(int argc, char** argv);
 int cmd_serve(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_loadgen(int argc, char** argv);
+int cmd_compress(int argc, char** argv);
 
 }  // namespace rwkv::cli

@@ -19,6 +19,7 @@ const Command kCommands[] = {
     {"logits", rwkv::cli::cmd_logits, "write the logits after every token of a text file (f32)"},
     {"tokenize", rwkv::cli::cmd_tokenize, "print the token ids of a text file as a JSON array"},
     {"convert", rwkv::cli::cmd_convert, "convert rwkv.cpp .bin / safetensors / GGUF to GGUF or rwkv.cpp"},
+    {"compress", rwkv::cli::cmd_compress, "compress a model: low-rank projections, INT8 (RWKV-Lite, issue 6)"},
     {"synth", rwkv::cli::cmd_synth, "write a random-weight model of a published shape (benchmarks)"},
     {"eval", rwkv::cli::cmd_eval, "perplexity, bits per byte, LAMBADA, KL / top-1 agreement against a reference"},
     {"bench", rwkv::cli::cmd_bench, "measure prefill and decode speed of a model"},

@@ -1,6 +1,7 @@
 // Version detection, hyper-parameter inference and shape checks: one table per RWKV version.
 //
 // Adding a version = one row group in tensor_specs() + detection in detect_version().
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -142,7 +143,9 @@ RwkvVersion detect_version(const ModelFile& mf) {
   if (mf.find("blocks.0.att.r_k") || mf.find("blocks.0.att.k_k")) return RwkvVersion::kV7;
   if (mf.find("blocks.0.att.time_maa_x")) return RwkvVersion::kV6;
   if (mf.find("blocks.0.att.ln_x.weight")) {
-    return mf.find("blocks.0.att.gate.weight") ? RwkvVersion::kV5_2 : RwkvVersion::kV5_1;
+    // 5.2 has a gate (dense, or low-rank factors after `rwkv-edge compress`).
+    const bool gate = mf.find("blocks.0.att.gate.weight") || mf.find("blocks.0.att.gate.lr_a");
+    return gate ? RwkvVersion::kV5_2 : RwkvVersion::kV5_1;
   }
   return RwkvVersion::kV4;
 }
@@ -163,13 +166,122 @@ Status need(const ModelFile& mf, const std::string& name, const TensorRef** out)
 bool is_weight_type(DType t) {
   switch (t) {
     case DType::kF32: case DType::kF16: case DType::kQ4_0: case DType::kQ4_1:
-    case DType::kQ5_0: case DType::kQ5_1: case DType::kQ8_0: return true;
+    case DType::kQ5_0: case DType::kQ5_1: case DType::kQ8_0: case DType::kI8R: return true;
     default: return false;
   }
 }
 
+// The base name of a projection's low-rank factors: "blocks.3.att.key.weight" ->
+// "blocks.3.att.key"; names without ".weight" (v7 "blocks.3.att.w1") are their own base.
+std::string factor_base(const std::string& name) {
+  const std::string suffix = ".weight";
+  if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    return name.substr(0, name.size() - suffix.size());
+  }
+  return name;
+}
+
+// The output width of matrix `name`, dense or factored (`<base>.lr_b` [out x r]); null when
+// neither form is present.
+const TensorRef* matrix_out_tensor(const ModelFile& mf, const std::string& name) {
+  const TensorRef* t = mf.find(name);
+  if (t != nullptr) return t;
+  return mf.find(factor_base(name) + ".lr_b");
+}
+
+Status check_matrix_type(const ModelFile& mf, const TensorRef* t) {
+  if (!is_weight_type(t->type)) {
+    return tensor_error(mf, t->name, std::string("type ") + dtype_name(t->type) + " is not a weight type");
+  }
+  if (dtype_block_size(t->type) > 1 && t->ne[0] % dtype_block_size(t->type) != 0) {
+    return tensor_error(mf, t->name, std::string("is ") + dtype_name(t->type) + " but its rows (" +
+                                         std::to_string(t->ne[0]) + ") are not a multiple of " +
+                                         std::to_string(dtype_block_size(t->type)));
+  }
+  return Status::OK();
+}
+
+// A projection W [out x in] stored as low-rank factors lr_a [r x in] (ne {in, r}) and
+// lr_b [out x r] (ne {r, out}) instead of `name` (issue 6).
+Status check_factors(const ModelFile& mf, const std::string& name, int64_t in, int64_t out) {
+  const std::string base = factor_base(name);
+  const TensorRef* a = mf.find(base + ".lr_a");
+  const TensorRef* b = mf.find(base + ".lr_b");
+  if (a == nullptr || b == nullptr) {
+    return Status::Corruption(mf.path + ": tensor '" + (a == nullptr ? base + ".lr_a" : base + ".lr_b") +
+                              "' is missing: '" + name + "' is absent, so it must be stored as the low-rank factors " +
+                              base + ".lr_a and " + base + ".lr_b");
+  }
+  const int64_t r = a->ne[1];
+  if (a->n_dims != 2 || a->ne[0] != in || r < 1 || r > std::max(in, out)) {
+    return tensor_error(mf, a->name, "has shape " + a->shape_string() + ", expected [" + std::to_string(in) +
+                                         ", r] with 1 <= r <= " + std::to_string(std::max(in, out)));
+  }
+  if (b->n_dims != 2 || b->ne[0] != r || b->ne[1] != out) {
+    return tensor_error(mf, b->name, "has shape " + b->shape_string() + ", expected [" + std::to_string(r) + ", " +
+                                         std::to_string(out) + "] (rank " + std::to_string(r) + " from " + a->name +
+                                         ")");
+  }
+  Status st = check_matrix_type(mf, a);
+  if (!st.ok()) return st;
+  return check_matrix_type(mf, b);
+}
+
+// A 2-D tensor `name` of shape ne = {e0, e1} (W [e1 x e0]) in a weight type.
+Status check_2d(const ModelFile& mf, const TensorRef* t, int64_t e0, int64_t e1) {
+  if (t->n_dims > 2 || t->ne[0] != e0 || t->ne[1] != e1) {
+    return tensor_error(mf, t->name, "has shape " + t->shape_string() + ", expected [" + std::to_string(e0) + ", " +
+                                         std::to_string(e1) + "]");
+  }
+  return check_matrix_type(mf, t);
+}
+
+// The sparse channel mix of one layer (issue 6, RWKV-Lite §4), all optional: the 1-bit key
+// copy ffn.key.sign (i1r, [C, F]) and the MLP predictor ffn.pred.w1 [C, H] / ffn.pred.w2 [H, F].
+// (ffn.value_t.weight, W_v^T [C, F], replaces ffn.value.weight: see check_tensor.)
+Status check_ffn_sparse(const ModelFile& mf, const std::string& prefix, const Dims& d) {
+  const TensorRef* sign = mf.find(prefix + "ffn.key.sign");
+  const TensorRef* w1 = mf.find(prefix + "ffn.pred.w1");
+  const TensorRef* w2 = mf.find(prefix + "ffn.pred.w2");
+  if ((sign != nullptr || w1 != nullptr) && mf.find(prefix + "ffn.value_t.weight") == nullptr) {
+    return Status::Corruption(mf.path + ": tensor '" + prefix + "ffn.value_t.weight' is missing: layer has an FFN "
+                              "predictor, which needs the transposed value matrix");
+  }
+  if (sign != nullptr) {
+    if (sign->type != DType::kI1R) {
+      return tensor_error(mf, sign->name, std::string("is ") + dtype_name(sign->type) + ", expected i1r");
+    }
+    if (sign->n_dims > 2 || sign->ne[0] != d.C || sign->ne[1] != d.F) {
+      return tensor_error(mf, sign->name, "has shape " + sign->shape_string() + ", expected [" + std::to_string(d.C) +
+                                              ", " + std::to_string(d.F) + "]");
+    }
+  }
+  if ((w1 == nullptr) != (w2 == nullptr)) {
+    return Status::Corruption(mf.path + ": tensor '" + prefix + (w1 == nullptr ? "ffn.pred.w1" : "ffn.pred.w2") +
+                              "' is missing: the MLP predictor needs both");
+  }
+  if (w1 != nullptr) {
+    const int64_t H = w1->ne[1];
+    Status st = check_2d(mf, w1, d.C, H);
+    if (st.ok()) st = check_2d(mf, w2, H, d.F);
+    if (!st.ok()) return st;
+  }
+  return Status::OK();
+}
+
 Status check_tensor(const ModelFile& mf, const std::string& name, const Spec& s, const Dims& d) {
   const TensorRef* t = mf.find(name);
+  // A sparse channel mix stores W_v transposed (neuron-major) as ffn.value_t.weight.
+  const std::string value_suffix = "ffn.value.weight";
+  if (t == nullptr && name.size() > value_suffix.size() &&
+      name.compare(name.size() - value_suffix.size(), value_suffix.size(), value_suffix) == 0) {
+    const TensorRef* vt = mf.find(name.substr(0, name.size() - value_suffix.size()) + "ffn.value_t.weight");
+    if (vt != nullptr) return check_2d(mf, vt, d.get(s.d1), d.get(s.d0));
+  }
+  if (t == nullptr && s.kind == Kind::kMatrix && name != "emb.weight" &&
+      (mf.find(factor_base(name) + ".lr_a") != nullptr || mf.find(factor_base(name) + ".lr_b") != nullptr)) {
+    return check_factors(mf, name, d.get(s.d0), d.get(s.d1));
+  }
   if (t == nullptr) {
     return Status::Corruption(mf.path + ": tensor '" + name + "' is missing (required by RWKV v" +
                               version_name(mf.hparams.version) + ")");
@@ -196,11 +308,7 @@ Status check_tensor(const ModelFile& mf, const std::string& name, const Spec& s,
     want += "]";
     return tensor_error(mf, name, "has shape " + t->shape_string() + ", expected " + want);
   }
-  if (dtype_block_size(t->type) > 1 && t->ne[0] % kQK != 0) {
-    return tensor_error(mf, name, std::string("is ") + dtype_name(t->type) + " but its rows (" +
-                                      std::to_string(t->ne[0]) + ") are not a multiple of 32");
-  }
-  return Status::OK();
+  return check_matrix_type(mf, t);
 }
 
 // The clustered head (issue 6, engine/models/head.h), optional: head.cluster.weight [K x C],
@@ -260,9 +368,11 @@ Status finalize_model_file(ModelFile& mf, bool keep_scalars) {
   if (n_layer == 0) return Status::Corruption(mf.path + ": tensor 'blocks.0.ln1.weight' is missing: no layers found");
   hp.n_layer = n_layer;
 
-  const TensorRef* fk = nullptr;
-  st = need(mf, "blocks.0.ffn.key.weight", &fk);
-  if (!st.ok()) return st;
+  const TensorRef* fk = matrix_out_tensor(mf, "blocks.0.ffn.key.weight");
+  if (fk == nullptr) {
+    st = need(mf, "blocks.0.ffn.key.weight", &fk);
+    if (!st.ok()) return st;
+  }
   hp.n_ffn = fk->ne[1];
 
   Dims d{};
@@ -305,18 +415,23 @@ Status finalize_model_file(ModelFile& mf, bool keep_scalars) {
     st = need(mf, "blocks.0.att.time_maa_w2", &t);
     if (!st.ok()) return st;
     d.Dmaa = t->ne[0];
-    st = need(mf, "blocks.0.att.time_decay_w1", &t);
-    if (!st.ok()) return st;
+    t = matrix_out_tensor(mf, "blocks.0.att.time_decay_w1");
+    if (t == nullptr) {
+      st = need(mf, "blocks.0.att.time_decay_w1", &t);
+      if (!st.ok()) return st;
+    }
     d.Ddecay = t->ne[1];
   }
   if (detected == RwkvVersion::kV7) {
     const char* names[4] = {"blocks.0.att.w1", "blocks.0.att.a1", "blocks.1.att.v1", "blocks.0.att.g1"};
     int64_t* dst[4] = {&d.Dw, &d.Da, &d.Dv, &d.Dg};
     for (int i = 0; i < 4; ++i) {
-      const TensorRef* lr = mf.find(names[i]);
+      const TensorRef* lr = matrix_out_tensor(mf, names[i]);
       if (lr == nullptr && i == 2 && n_layer == 1) continue;  // one-layer model: no v1 anywhere
-      st = need(mf, names[i], &lr);
-      if (!st.ok()) return st;
+      if (lr == nullptr) {
+        st = need(mf, names[i], &lr);
+        if (!st.ok()) return st;
+      }
       *dst[i] = lr->ne[1];
     }
   }
@@ -346,6 +461,8 @@ Status finalize_model_file(ModelFile& mf, bool keep_scalars) {
       st = check_tensor(mf, prefix + s.suffix, s, d);
       if (!st.ok()) return st;
     }
+    st = check_ffn_sparse(mf, prefix, d);
+    if (!st.ok()) return st;
   }
   return Status::OK();
 }

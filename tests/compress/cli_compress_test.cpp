@@ -1,0 +1,110 @@
+// Black-box tests of `rwkv-edge compress`: a working run on a tiny model, and clear errors with
+// nonzero exit codes for bad usage.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <string>
+
+#include "engine/model.h"
+#include "tests/common/test_util.h"
+
+namespace rwkv {
+namespace {
+
+struct Run {
+  int exit_code;
+  std::string out;  // stdout and stderr
+};
+
+Run run(const std::string& args) {
+  const std::string cmd = std::string(RWKV_EDGE_BINARY_DIR) + "/rwkv-edge compress " + args + " 2>&1";
+  Run r{-1, ""};
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// The tiny 5.2 model as a GGUF with the byte tokenizer, and a calibration text.
+struct Fixture {
+  test::TempDir dir;
+  std::string model, calib;
+  Fixture() {
+    Result<ModelFile> mf = open_model_file(test::tiny_model("tiny-rwkv-5v2-730K-FP16.bin"));
+    REQUIRE(mf.ok());
+    mf->tokenizer.kind = "bytes";
+    model = dir.file("tiny.gguf");
+    GgufWriteOptions wo;
+    wo.keep_types = true;
+    REQUIRE(write_gguf(mf.value(), model, wo).ok());
+    const std::vector<uint8_t> text = test::read_bytes(test::shared_dir() + "/data/tiny-shakespeare/input.txt");
+    calib = dir.file("calib.txt");
+    test::write_bytes(calib, text.data(), 4000);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("compress writes a loadable model with its settings in the metadata") {
+  Fixture f;
+  const std::string out = f.dir.file("out.gguf");
+  Run r = run(f.model + " " + out + " --calib " + f.calib + " --heldout " + f.calib +
+              " --lowrank aware --rank-factor 4 --rank 'blocks.0.att.key=full' --int8 row --quiet");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("blocks.0.att.key") != std::string::npos);
+  Result<ModelFile> mf = open_model_file(out);
+  REQUIRE(mf.ok());
+  CHECK(mf->metadata["rwkv_edge.compress.lowrank"] == "aware");
+  CHECK(mf->metadata["rwkv_edge.compress.int8"] == "row");
+  CHECK(mf->metadata["rwkv_edge.compress.lowrank.rank_factor"] == "4");
+  CHECK(mf->find("blocks.1.att.key.lr_a")->type == DType::kI8R);
+  CHECK(mf->find("blocks.0.att.key.lr_a")->ne[1] == mf->hparams.n_embd);  // full rank override
+  CHECK(Model::load(out, {}).ok());
+}
+
+TEST_CASE("compress errors are clear and exit nonzero") {
+  Fixture f;
+  const std::string out = f.dir.file("out.gguf");
+  SUBCASE("missing --calib") {
+    Run r = run(f.model + " " + out);
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.find("--calib") != std::string::npos);
+  }
+  SUBCASE("bad rank") {
+    Run r = run(f.model + " " + out + " --calib " + f.calib + " --rank blocks.0.att.key=abc");
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.find("blocks.0.att.key=abc") != std::string::npos);
+    r = run(f.model + " " + out + " --calib " + f.calib + " --rank nonsense");
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.find("NAME=R") != std::string::npos);
+  }
+  SUBCASE("bad method") {
+    Run r = run(f.model + " " + out + " --calib " + f.calib + " --lowrank fancy");
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.find("--lowrank") != std::string::npos);
+  }
+  SUBCASE("unreadable input model") {
+    Run r = run(f.dir.file("nope.gguf") + " " + out + " --calib " + f.calib);
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.find("nope.gguf") != std::string::npos);
+  }
+  SUBCASE("unreadable calibration text") {
+    Run r = run(f.model + " " + out + " --calib " + f.dir.file("missing.txt"));
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.find("missing.txt") != std::string::npos);
+  }
+  SUBCASE("targets that match nothing") {
+    Run r = run(f.model + " " + out + " --calib " + f.calib + " --lowrank-targets att.nothing");
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.find("att.nothing") != std::string::npos);
+  }
+}
+
+}  // namespace rwkv

@@ -1,0 +1,266 @@
+// Low-rank projections (engine/compress/lowrank.cpp), the factored engine path, the GGUF round
+// trip and INT8 storage, on the tiny golden models and on synthetic matrices.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/compress/calib.h"
+#include "engine/compress/int8.h"
+#include "engine/compress/lowrank.h"
+#include "engine/model.h"
+#include "tests/common/test_util.h"
+
+namespace rwkv {
+namespace {
+
+ModelFile open_tiny(const std::string& file) {
+  Result<ModelFile> mf = open_model_file(test::tiny_model(file));
+  REQUIRE_MESSAGE(mf.ok(), mf.status().to_string());
+  return mf.value();
+}
+
+std::shared_ptr<Model> build(const ModelFile& mf) {
+  Result<std::shared_ptr<Model>> m = Model::from_file(mf, {});
+  REQUIRE_MESSAGE(m.ok(), m.status().to_string());
+  return m.value();
+}
+
+// Bytes of a fixed text (the calibration and test inputs of these tiny byte-vocabulary models).
+std::vector<int32_t> text_tokens(size_t n, uint32_t seed) {
+  const std::string text =
+      "First Citizen: Before we proceed any further, hear me speak. All: Speak, speak. First Citizen: You are all "
+      "resolved rather to die than to famish? All: Resolved. resolved. First Citizen: First, you know Caius Marcius "
+      "is chief enemy to the people.";
+  std::vector<int32_t> t;
+  for (size_t i = 0; i < n; ++i) t.push_back((uint8_t)text[(i * 7 + seed) % text.size()]);
+  return t;
+}
+
+// Logits after every one of `tokens` (one sequence).
+std::vector<float> all_logits(const Model& m, const std::vector<int32_t>& tokens) {
+  State st = m.new_state();
+  std::vector<float> out(tokens.size() * (size_t)m.hparams().n_vocab);
+  Segment seg;
+  seg.state = &st;
+  seg.tokens = tokens.data();
+  seg.n_tokens = (int64_t)tokens.size();
+  seg.logits_mode = LogitsMode::kAll;
+  seg.logits = out.data();
+  REQUIRE(m.forward(&seg, 1).ok());
+  return out;
+}
+
+float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  float m = 0.0f;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+// Every 2-D projection any version has, so the exactness test covers all of them.
+const std::vector<std::string> kAllProjections = {
+    "att.receptance", "att.key", "att.value", "att.gate", "att.output", "ffn.key", "ffn.value", "ffn.receptance",
+    "att.time_maa_w1", "att.time_decay_w1", "att.time_decay_w2", "att.w1", "att.w2", "att.a1", "att.a2",
+    "att.v1", "att.v2", "att.g1", "att.g2", "head"};
+
+struct NameProbe : rwkv::Probe {
+  std::vector<std::string> names;
+  void on_linear(const std::string& name, const float*, int64_t, int64_t, const float*, int64_t) override {
+    names.push_back(name);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("the probe sees every matrix product with its base name") {
+  ModelFile mf = open_tiny("tiny-rwkv-5v2-730K-FP32.bin");
+  std::shared_ptr<Model> m = build(mf);
+  NameProbe p;
+  m->set_probe(&p);
+  std::vector<int32_t> t = text_tokens(4, 0);
+  std::vector<float> logits((size_t)m->hparams().n_vocab);
+  State st = m->new_state();
+  REQUIRE(m->eval(st, t.data(), t.size(), logits.data()).ok());
+  m->set_probe(nullptr);
+  // 5.2: att r,k,v,g,o + ffn k,v,r per layer, then the head.
+  CHECK(p.names.size() == (size_t)(8 * m->hparams().n_layer + 1));
+  CHECK(p.names.front() == "blocks.0.att.key");
+  CHECK(p.names.back() == "head");
+}
+
+TEST_CASE("full-rank factorisation of every projection reproduces the dense logits within 1e-4") {
+  for (const char* file : {"tiny-rwkv-4v0-660K-FP32.bin", "tiny-rwkv-5v1-730K-FP32.bin", "tiny-rwkv-5v2-730K-FP32.bin",
+                           "tiny-rwkv-6v0-1m-FP32.bin", "tiny-rwkv-7v0-834K-FP32.bin"}) {
+    for (compress::LowRankMethod method : {compress::LowRankMethod::kSvd, compress::LowRankMethod::kAware}) {
+      const std::string where = std::string(file) + " " + compress::lowrank_method_name(method);
+      CAPTURE(where);
+      ModelFile mf = open_tiny(file);
+      std::shared_ptr<Model> dense = build(mf);
+      const std::vector<int32_t> probe_tokens = text_tokens(24, 3);
+      const std::vector<float> want = all_logits(*dense, probe_tokens);
+
+      compress::LowRankOptions opt;
+      opt.method = method;
+      opt.rank_factor = 1.0;  // full rank
+      opt.targets = kAllProjections;
+      const std::vector<std::string> names = compress::lowrank_matrices(mf, opt);
+      REQUIRE(names.size() > 8);
+      compress::GramProbe calib(names);
+      REQUIRE(compress::run_calibration(*dense, text_tokens(200, 0), &calib).ok());
+      std::vector<compress::LowRankReport> rep;
+      ModelFile lr = mf;
+      REQUIRE(compress::apply_lowrank(lr, opt, &calib, nullptr, &rep, nullptr).ok());
+      CHECK(rep.size() == names.size());
+      CHECK(lr.find("blocks.0.att.key.weight") == nullptr);
+      CHECK(lr.find("blocks.0.att.key.lr_a") != nullptr);
+      CHECK(lr.find("head.lr_b") != nullptr);
+      REQUIRE_MESSAGE(finalize_model_file(lr, true).ok(), finalize_model_file(lr, true).to_string());
+      std::shared_ptr<Model> factored = build(lr);
+      // The factors are f32 roundings of an exact double factorisation; the 1e-4 bound is
+      // issue 6's exactness criterion.
+      CHECK(max_abs_diff(want, all_logits(*factored, probe_tokens)) < 1e-4f);
+      for (const compress::LowRankReport& r : rep) CHECK(r.calib_error < 1e-4);
+    }
+  }
+}
+
+TEST_CASE("activation-aware factorisation beats plain SVD on anisotropic inputs") {
+  const int64_t out = 48, in = 64, n = 2000, rank = 8;
+  std::mt19937 rng(1234);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> w((size_t)(out * in));
+  for (float& v : w) v = g(rng);
+  // Inputs with a few dominant directions (scales 10 .. 0.01 per coordinate): the output error
+  // that matters is concentrated there, which plain SVD of W ignores.
+  auto sample = [&](std::vector<double>* gram) {
+    gram->assign((size_t)(in * in), 0.0);
+    std::vector<float> x((size_t)in);
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t i = 0; i < in; ++i) x[i] = g(rng) * (float)(10.0 * std::pow(0.85, (double)i));
+      for (int64_t i = 0; i < in; ++i)
+        for (int64_t j = 0; j < in; ++j) (*gram)[i * in + j] += (double)x[i] * x[j];
+    }
+  };
+  std::vector<double> calib, heldout;
+  sample(&calib);
+  sample(&heldout);
+  Result<compress::Factors> svd =
+      compress::factorize(w.data(), out, in, compress::LowRankMethod::kSvd, nullptr, rank, 0.0, 1, 1e-3);
+  Result<compress::Factors> aware =
+      compress::factorize(w.data(), out, in, compress::LowRankMethod::kAware, calib.data(), rank, 0.0, 1, 1e-3);
+  REQUIRE(svd.ok());
+  REQUIRE(aware.ok());
+  CHECK(svd->rank == rank);
+  CHECK(aware->rank == rank);
+  const double e_svd = compress::relative_output_error(w.data(), svd.value(), out, in, heldout.data());
+  const double e_aware = compress::relative_output_error(w.data(), aware.value(), out, in, heldout.data());
+  MESSAGE("held-out relative output error: svd " << e_svd << ", aware " << e_aware);
+  CHECK(e_aware < 0.5 * e_svd);
+  // Plain SVD is still the best in the unweighted Frobenius norm.
+  CHECK(compress::relative_output_error(w.data(), svd.value(), out, in, nullptr) <=
+        compress::relative_output_error(w.data(), aware.value(), out, in, nullptr));
+}
+
+TEST_CASE("ranks: factor, multiple, overrides and energy") {
+  compress::LowRankOptions opt;
+  CHECK(compress::planned_rank(opt, "blocks.0.att.key", 256, 256) == 32);
+  CHECK(compress::planned_rank(opt, "blocks.0.att.key", 100, 100) == 16);  // ceil(12.5) -> 16
+  opt.rank_factor = 1.0;
+  CHECK(compress::planned_rank(opt, "blocks.0.att.key", 100, 100) == 100);  // capped at the width
+  opt.overrides.push_back({"blocks.*.att.key", 24});
+  opt.overrides.push_back({"blocks.1.*", 0});
+  CHECK(compress::planned_rank(opt, "blocks.3.att.key", 256, 256) == 24);
+  CHECK(compress::planned_rank(opt, "blocks.1.att.value", 256, 256) == 0);
+  opt.overrides.clear();
+  opt.energy = 0.9;
+  CHECK(compress::planned_rank(opt, "blocks.0.att.key", 256, 256) == -1);
+  // A rank-2 matrix: 2 singular values hold all the energy.
+  std::vector<float> w(16 * 12);
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 12; ++c) w[r * 12 + c] = (float)((r + 1) * (c % 3) + (r % 2) * c);
+  Result<compress::Factors> f = compress::factorize(w.data(), 16, 12, compress::LowRankMethod::kSvd, nullptr, 0,
+                                                    0.999999, 1, 0.0);
+  REQUIRE(f.ok());
+  CHECK(f->rank == 2);
+  CHECK(compress::relative_output_error(w.data(), f.value(), 16, 12, nullptr) < 1e-5);
+}
+
+TEST_CASE("a compressed model survives the GGUF round trip: factors, INT8 types and metadata") {
+  test::TempDir dir;
+  ModelFile mf = open_tiny("tiny-rwkv-5v2-730K-FP32.bin");
+  compress::LowRankOptions opt;
+  opt.method = compress::LowRankMethod::kSvd;
+  opt.rank_factor = 2.0;
+  REQUIRE(compress::apply_lowrank(mf, opt, nullptr, nullptr, nullptr, nullptr).ok());
+  compress::Int8Report rep;
+  REQUIRE(compress::apply_int8(mf, compress::Int8Mode::kRow, &rep).ok());
+  CHECK(rep.converted > 10);
+  CHECK(mf.find("blocks.0.att.key.lr_a")->type == DType::kI8R);
+  CHECK(mf.find("head.weight")->type == DType::kI8R);
+  CHECK(mf.find("emb.weight")->type == DType::kI8R);
+  mf.metadata["rwkv_edge.compress.lowrank"] = "svd";
+  GgufWriteOptions wo;
+  wo.keep_types = true;
+  const std::string path = dir.file("c.gguf");
+  REQUIRE(write_gguf(mf, path, wo).ok());
+  Result<ModelFile> back = open_model_file(path);
+  REQUIRE_MESSAGE(back.ok(), back.status().to_string());
+  CHECK(back->metadata["rwkv_edge.compress.lowrank"] == "svd");
+  for (const char* name : {"blocks.0.att.key.lr_a", "blocks.0.att.key.lr_b", "blocks.1.ffn.receptance.lr_b"}) {
+    const TensorRef* a = mf.find(name);
+    const TensorRef* b = back->find(name);
+    REQUIRE(b != nullptr);
+    CHECK(a->type == b->type);
+    CHECK(a->ne[0] == b->ne[0]);
+    CHECK(a->ne[1] == b->ne[1]);
+    CHECK(std::memcmp(a->data, b->data, a->nbytes) == 0);
+  }
+  CHECK(back->find("blocks.0.att.key.weight") == nullptr);
+  std::shared_ptr<Model> m1 = build(mf);
+  std::shared_ptr<Model> m2 = build(back.value());
+  const std::vector<int32_t> t = text_tokens(16, 1);
+  CHECK(max_abs_diff(all_logits(*m1, t), all_logits(*m2, t)) == 0.0f);
+}
+
+TEST_CASE("INT8 row and group keep the tiny model's logits close") {
+  ModelFile mf = open_tiny("tiny-rwkv-5v2-730K-FP32.bin");
+  std::shared_ptr<Model> dense = build(mf);
+  const std::vector<int32_t> t = text_tokens(16, 2);
+  const std::vector<float> want = all_logits(*dense, t);
+  for (compress::Int8Mode mode : {compress::Int8Mode::kRow, compress::Int8Mode::kGroup}) {
+    ModelFile q = mf;
+    REQUIRE(compress::apply_int8(q, mode, nullptr).ok());
+    const float d = max_abs_diff(want, all_logits(*build(q), t));
+    MESSAGE(std::string(compress::int8_mode_name(mode)) << ": max |logit diff| " << d);
+    // Symmetric int8 keeps ~2-3 significant digits per weight; the tiny model's logits are O(10).
+    CHECK(d < 0.5f);
+  }
+}
+
+TEST_CASE("factor shapes are checked with messages naming the tensor") {
+  ModelFile mf = open_tiny("tiny-rwkv-5v2-730K-FP32.bin");
+  compress::LowRankOptions opt;
+  opt.method = compress::LowRankMethod::kSvd;
+  REQUIRE(compress::apply_lowrank(mf, opt, nullptr, nullptr, nullptr, nullptr).ok());
+  // Drop lr_b of one matrix.
+  ModelFile missing = mf;
+  compress::replace_tensor(missing, "blocks.0.att.key.lr_b", {});
+  Status st = finalize_model_file(missing, true);
+  CHECK(!st.ok());
+  CHECK(st.message().find("blocks.0.att.key.lr_b") != std::string::npos);
+  // Give lr_b a wrong rank.
+  ModelFile bad = mf;
+  TensorRef b = *bad.find("blocks.0.att.key.lr_b");
+  b.ne[0] -= 8;
+  b.nbytes = (size_t)(b.ne[0] * b.ne[1]) * 4;
+  compress::replace_tensor(bad, b.name, {b});
+  st = finalize_model_file(bad, true);
+  CHECK(!st.ok());
+  CHECK(st.message().find("blocks.0.att.key.lr_b") != std::string::npos);
+}
+
+}  // namespace rwkv
