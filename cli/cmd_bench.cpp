@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <random>
 #include <sstream>
 #include <string>
@@ -54,42 +55,85 @@ struct KernelRow {
   double ns_per_weight1() const { return ms(gbs1) * 1e6 / ((double)rows * (double)cols); }
 };
 
+// The sparse FFN kernels per type: gemv_rows and axpy_rows over 10%, 30% and 50% of the rows of
+// a `cols`-wide matrix of `bytes` bytes, GB/s of the active rows' bytes against the read
+// bandwidth measured just before that type.
+void bench_sparse(const std::vector<DType>& types, int64_t cols, size_t bytes, int threads, int iters) {
+  std::printf("\nsparse FFN kernels: %" PRId64 " columns, %zu MiB per matrix; GB/s of the active rows' bytes\n", cols,
+              bytes >> 20);
+  std::printf("%-5s %9s  %8s | %7s %8s %6s | %8s %6s\n", "type", "rows", "read", "active", "gemv GB/s", "%read",
+              "axpy GB/s", "%read");
+  std::fflush(stdout);
+  for (DType t : types) {
+    const int64_t rows = std::max<int64_t>(1, (int64_t)(bytes / dtype_row_bytes(t, cols)));
+    std::vector<uint8_t> buf(dtype_row_bytes(t, cols) * (size_t)rows);
+    kern::fill_random_weights(t, rows, cols, buf.data(), 2);
+    const kern::MatView w{t, rows, cols, buf.data()};
+    const double read = kern::measure_read_bandwidth_gbs(bytes, threads);
+    for (double fraction : {0.1, 0.3, 0.5}) {
+      const kern::SparseGbs g = kern::bench_sparse_gbs(w, fraction, iters);
+      std::printf("%-5s %9" PRId64 "  %8.2f | %6.0f%% %8.2f %5.0f%% | %8.2f %5.0f%%\n", dtype_name(t), rows, read,
+                  100.0 * (double)g.active / (double)rows, g.gemv_rows, 100 * g.gemv_rows / read, g.axpy_rows,
+                  100 * g.axpy_rows / read);
+      std::fflush(stdout);
+    }
+  }
+}
+
 int bench_kernels(int argc, char** argv) {
   ArgParser p("rwkv-edge bench kernels",
               "Measure the gemm kernels on matrices larger than the last-level cache: GB/s of weights\n"
               "streamed by a matrix-vector product (n=1) and by a batch of 8 vectors (n=8), per weight\n"
               "type, each next to the read bandwidth measured just before it in the same run (a\n"
               "STREAM-like read with the same threads), so every figure is a fraction of the limit.\n"
-              "Then: int8 (q8_0) vs f32 matvec speed, and the time of a batch of 8 over one vector.\n"
+              "Then: int8 (q8_0, i8r) vs f32 matvec speed, and the time of a batch of 8 over one vector.\n"
+              "Then the sparse FFN kernels (gemv_rows, axpy_rows) on a --sparse-cols wide matrix of\n"
+              "--mb MiB with 10%, 30% and 50% of its rows active, per --sparse-types type: GB/s of the\n"
+              "active rows' bytes against the read bandwidth.\n"
               "Every matrix has --mb MiB of weights (rows follow from the type); times are medians.");
-  int64_t threads = 0, mb = 1024, cols = 4096, iters = 9;
-  std::string types = "f32,f16,q8_0,q5_0,q4_0";
+  int64_t threads = 0, mb = 1024, cols = 4096, iters = 9, sparse_cols = 2048;
+  std::string types = "f32,f16,q8_0,q5_0,q4_0,i8r,i1r", sparse_types = "f16,q8_0,i8r";
   p.add_int("--threads", "N", "threads (0 = physical cores)", &threads, 0, 1024);
   p.add_int("--mb", "SIZE", "MiB of weights per matrix, and of the bandwidth buffer", &mb, 1, 1 << 20);
   p.add_int("--cols", "N", "columns of every matrix (a multiple of 32)", &cols, 32, 1 << 20);
   p.add_int("--iters", "N", "timed calls per figure, after one untimed", &iters, 1, 10000);
-  p.add_string("--types", "LIST", "comma-separated weight types", &types);
+  p.add_string("--types", "LIST", "comma-separated weight types (empty: none)", &types);
+  p.add_string("--sparse-types", "LIST", "weight types of the sparse line: f32 f16 q8_0 i8r (empty: none)",
+               &sparse_types);
+  p.add_int("--sparse-cols", "N", "columns of the sparse line's matrix (a multiple of 32)", &sparse_cols, 32, 1 << 20);
   if (int rc = parse_args(p, argc, argv); rc >= 0) return rc;
-  if (cols % 32 != 0) {
-    std::fprintf(stderr, "error: --cols must be a multiple of 32\n");
+  if (cols % 32 != 0 || sparse_cols % 32 != 0) {
+    std::fprintf(stderr, "error: --cols and --sparse-cols must be multiples of 32\n");
     return 2;
   }
-  std::vector<DType> list;
-  {
-    std::stringstream ss(types);
+  // Comma-separated type names, each one of `allowed`.
+  auto parse_types = [](const char* flag, const std::string& text, std::initializer_list<DType> allowed,
+                        std::vector<DType>* out) {
+    std::stringstream ss(text);
     std::string name;
     while (std::getline(ss, name, ',')) {
+      if (name.empty()) continue;
       bool found = false;
-      for (DType t : {DType::kF32, DType::kF16, DType::kQ8_0, DType::kQ5_0, DType::kQ5_1, DType::kQ4_0,
-                      DType::kQ4_1}) {
-        if (name == dtype_name(t)) list.push_back(t), found = true;
+      for (DType t : allowed) {
+        if (name == dtype_name(t)) out->push_back(t), found = true;
       }
       if (!found) {
-        std::fprintf(stderr, "error: --types: unknown weight type '%s' (f32 f16 q8_0 q5_0 q5_1 q4_0 q4_1)\n",
-                     name.c_str());
-        return 2;
+        std::string names;
+        for (DType t : allowed) names += std::string(" ") + dtype_name(t);
+        std::fprintf(stderr, "error: %s: unknown weight type '%s' (%s)\n", flag, name.c_str(), names.c_str() + 1);
+        return false;
       }
     }
+    return true;
+  };
+  std::vector<DType> list, sparse_list;
+  if (!parse_types("--types", types,
+                   {DType::kF32, DType::kF16, DType::kQ8_0, DType::kQ5_0, DType::kQ5_1, DType::kQ4_0, DType::kQ4_1,
+                    DType::kI8R, DType::kI1R},
+                   &list) ||
+      !parse_types("--sparse-types", sparse_types, {DType::kF32, DType::kF16, DType::kQ8_0, DType::kI8R},
+                   &sparse_list)) {
+    return 2;
   }
   apply_threads(threads);
   const int nthreads = kern::num_threads();
@@ -132,23 +176,29 @@ int bench_kernels(int argc, char** argv) {
                 *std::min_element(v.begin(), v.end()), *std::max_element(v.begin(), v.end()), v.size());
   };
   std::printf("\n");
-  summary("read bandwidth:", reads);
-  // The kernels ask for weights ahead of use; a read can too. %read above 100% means the plain
-  // read (the yardstick) understates what the memory delivers to a prefetching reader.
-  summary("read, prefetch:", reads_pf);
+  if (!out.empty()) {
+    summary("read bandwidth:", reads);
+    // The kernels ask for weights ahead of use; a read can too. %read above 100% means the plain
+    // read (the yardstick) understates what the memory delivers to a prefetching reader.
+    summary("read, prefetch:", reads_pf);
+  }
   const KernelRow* f32 = nullptr;
-  const KernelRow* q8 = nullptr;
   for (const KernelRow& r : out) {
     if (r.type == DType::kF32) f32 = &r;
-    if (r.type == DType::kQ8_0) q8 = &r;
   }
-  if (f32 != nullptr && q8 != nullptr) {
-    std::printf("int8 vs f32:    q8_0 matvec %.2fx faster than f32 per weight\n",
-                f32->ns_per_weight1() / q8->ns_per_weight1());
+  for (const KernelRow& r : out) {
+    if (f32 != nullptr && (r.type == DType::kQ8_0 || r.type == DType::kI8R || r.type == DType::kI1R)) {
+      std::printf("%-15s %s matvec %.2fx faster than f32 per weight\n",
+                  r.type == DType::kI1R ? "1-bit vs f32:" : "int8 vs f32:", dtype_name(r.type),
+                  f32->ns_per_weight1() / r.ns_per_weight1());
+    }
   }
-  std::printf("batch of 8:     time of n=8 over n=1:");
-  for (const KernelRow& r : out) std::printf(" %s %.2fx", dtype_name(r.type), r.ms(r.gbs8) / r.ms(r.gbs1));
-  std::printf("\n");
+  if (!out.empty()) {
+    std::printf("batch of 8:     time of n=8 over n=1:");
+    for (const KernelRow& r : out) std::printf(" %s %.2fx", dtype_name(r.type), r.ms(r.gbs8) / r.ms(r.gbs1));
+    std::printf("\n");
+  }
+  if (!sparse_list.empty()) bench_sparse(sparse_list, sparse_cols, bytes, nthreads, (int)iters);
   return 0;
 }
 

@@ -88,6 +88,15 @@ void fill_random_weights(DType t, int64_t rows, int64_t cols, void* data, uint64
     std::memcpy(p + i, &r, 8);
   }
   for (; i < bytes; ++i) p[i] = (uint8_t)rng.next();
+  if (dtype_is_row_scaled(t)) {
+    // The f32 scale leads every row.
+    const size_t rb = dtype_row_bytes(t, cols);
+    for (size_t off = 0; off + rb <= bytes; off += rb) {
+      const float s = 0.005f + 0.025f * (float)(rng.next() & 0xffff) / 65536.0f;
+      std::memcpy(p + off, &s, 4);
+    }
+    return;
+  }
   // The fp16 scale (and for q4_1 / q5_1 the min) lead every block; see dtype.h.
   const bool has_min = t == DType::kQ4_1 || t == DType::kQ5_1;
   const size_t bb = dtype_block_bytes(t);
@@ -152,6 +161,38 @@ double bench_gemm_gbs(const MatView& w, int n, int iters) {
     times.push_back(seconds_since(t0));
   }
   return (double)(w.row_bytes() * (size_t)w.rows) / median(times) / 1e9;
+}
+
+SparseGbs bench_sparse_gbs(const MatView& w, double fraction, int iters) {
+  const Kernels& k = kernels();
+  SplitMix rng{777};
+  std::vector<int32_t> rows;
+  // Each row independently, in order: a sorted random subset of about `fraction` of the rows.
+  const uint64_t cut = (uint64_t)(fraction * 18446744073709551615.0);
+  for (int64_t r = 0; r < w.rows; ++r) {
+    if (rng.next() <= cut) rows.push_back((int32_t)r);
+  }
+  if (rows.empty()) rows.push_back(0);
+  std::vector<float> x((size_t)w.cols), h(rows.size()), y(rows.size()), acc((size_t)w.cols, 0.0f);
+  for (auto& f : x) f = rng.uniform();
+  for (auto& f : h) f = rng.uniform();
+  const int64_t n = (int64_t)rows.size();
+  auto time_median = [&](auto&& call) {
+    call();
+    std::vector<double> times;
+    for (int i = 0; i < std::max(iters, 1); ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      call();
+      times.push_back(seconds_since(t0));
+    }
+    return median(times);
+  };
+  const double bytes = (double)w.row_bytes() * (double)n;
+  SparseGbs out;
+  out.active = n;
+  out.gemv_rows = bytes / time_median([&] { k.gemv_rows(w, rows.data(), n, x.data(), y.data()); }) / 1e9;
+  out.axpy_rows = bytes / time_median([&] { k.axpy_rows(w, rows.data(), h.data(), n, acc.data()); }) / 1e9;
+  return out;
 }
 
 }  // namespace rwkv::kern

@@ -32,9 +32,19 @@ double measure_read_bandwidth_gbs(size_t bytes, int threads, bool prefetch = fal
 // weights are counted (activations and outputs are small and cache-resident).
 double bench_gemm_gbs(const MatView& w, int n, int iters);
 
+// The sparse FFN kernels on `w` with a random `fraction` of its rows active (sorted, as an
+// activity predictor lists them): GB/s of weight bytes touched (the active rows) by gemv_rows
+// and by axpy_rows, medians of `iters` timed calls after one untimed one, num_threads() threads.
+// REQUIRES: kernels().gemv_rows supports w.type (f32, f16, q8_0, i8r); 0 < fraction <= 1.
+struct SparseGbs {
+  double gemv_rows = 0, axpy_rows = 0;
+  int64_t active = 0;  // rows used
+};
+SparseGbs bench_sparse_gbs(const MatView& w, double fraction, int iters);
+
 // Fills `data` (dtype_row_bytes(t, cols) * rows bytes) with deterministic random weights of type
 // t: uniform in [-1, 1) for f32 / f16; random quantised values with scales of 0.005 .. 0.03 (and
-// mins in [-0.1, 0.1]) for the block types, so products stay finite. Fast enough for GiB-sized
+// mins in [-0.1, 0.1]) for the block types and per row for i8r / i1r, so products stay finite. Fast enough for GiB-sized
 // matrices (a few hundred MB/s or better).
 void fill_random_weights(DType t, int64_t rows, int64_t cols, void* data, uint64_t seed);
 

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -122,11 +123,36 @@ inline uint8_t* thread_scratch(size_t bytes) {
 inline bool is_weight_type(DType t) {
   switch (t) {
     case DType::kF32: case DType::kF16: case DType::kQ4_0: case DType::kQ4_1:
-    case DType::kQ5_0: case DType::kQ5_1: case DType::kQ8_0:
+    case DType::kQ5_0: case DType::kQ5_1: case DType::kQ8_0: case DType::kI8R: case DType::kI1R:
       return true;
     default:
       return false;
   }
+}
+
+// Is `t` one of the weight types gemv_rows and axpy_rows accept?
+inline bool is_sparse_type(DType t) {
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kQ8_0 || t == DType::kI8R;
+}
+
+// The f32 scale at the start of an i8r / i1r row.
+inline float row_scale(const uint8_t* row) {
+  float s;
+  std::memcpy(&s, row, 4);
+  return s;
+}
+
+// Below this many weights touched, a sparse product runs on the calling thread (as gemm).
+inline int sparse_threads(int64_t weights) { return gemm_threads(weights); }
+
+// The column chunks of axpy_rows: about two per thread so that a descheduled thread's share can
+// be taken over, a multiple of 32 columns (whole q8_0 blocks, whole SIMD vectors), and at most
+// 2048 columns so that a chunk of y (8 KiB) stays in L1 while every active row passes over it.
+inline int64_t axpy_chunk_cols(int64_t cols, int threads) {
+  const int64_t parts = threads > 1 ? 2 * (int64_t)threads : 1;
+  int64_t c = (cols + parts - 1) / parts;
+  c = (c + 31) / 32 * 32;
+  return c < 2048 ? (c > 0 ? c : 32) : 2048;
 }
 
 // Does a quantised weight type pair with q8_1 activations (q4_1, q5_1) rather than q8_0?

@@ -53,6 +53,14 @@ std::vector<uint8_t> random_weights(DType t, int64_t rows, int64_t cols, Rng& rn
     return buf;
   }
   for (auto& b : buf) b = (uint8_t)rng.next();
+  if (dtype_is_row_scaled(t)) {
+    const size_t rb = dtype_row_bytes(t, cols);
+    for (size_t off = 0; off < buf.size(); off += rb) {
+      const float s = 0.005f + 0.02f * std::fabs(rng.uniform());
+      std::memcpy(&buf[off], &s, 4);
+    }
+    return buf;
+  }
   const size_t bb = dtype_block_bytes(t);
   const bool has_min = detail::uses_q8_1(t);
   for (size_t off = 0; off < buf.size(); off += bb) {
@@ -72,8 +80,8 @@ std::vector<uint8_t> random_weights(DType t, int64_t rows, int64_t cols, Rng& rn
 bool passes_known_answer_test(const Kernels& k) {
   const Kernels& ref = detail::scalar_table();
   Rng rng{0x9E3779B97F4A7C15ull};
-  const DType types[] = {DType::kF32, DType::kF16, DType::kQ4_0, DType::kQ4_1,
-                         DType::kQ5_0, DType::kQ5_1, DType::kQ8_0};
+  const DType types[] = {DType::kF32,  DType::kF16,  DType::kQ4_0, DType::kQ4_1, DType::kQ5_0,
+                         DType::kQ5_1, DType::kQ8_0, DType::kI8R, DType::kI1R};
   // 33 blocks and 13 vectors: the SIMD paths' multi-block groups, leftover blocks, column spans,
   // partial row tiles and vector groups of every kind (13 = 8 + 4 + 1 in AVX2) all run.
   const int64_t rows = 13, cols = 1056, n = 13;
@@ -95,6 +103,28 @@ bool passes_known_answer_test(const Kernels& k) {
         const double diff = std::fabs((double)y[v * rows + r] - y_ref[v * rows + r]);
         if (!(diff <= tol)) return false;
       }
+    }
+    if (!detail::is_sparse_type(t)) continue;
+    // The sparse kernels: rows 12, 0, 5, 5 (a duplicate) against the first vector.
+    const int32_t active[] = {12, 0, 5, 5};
+    const float h[] = {0.5f, -1.25f, 2.0f, 0.75f};
+    std::vector<float> g(4), g_ref(4), acc((size_t)cols, 0.25f), acc_ref(acc), mag_acc(acc);
+    k.gemv_rows(w, active, 4, x.data(), g.data());
+    ref.gemv_rows(w, active, 4, x.data(), g_ref.data());
+    k.axpy_rows(w, active, h, 4, acc.data());
+    ref.axpy_rows(w, active, h, 4, acc_ref.data());
+    for (int j = 0; j < 4; ++j) {
+      ref.get_row(w, active[j], wrow.data());
+      double mag = 0.0;
+      for (int64_t c = 0; c < cols; ++c) {
+        mag += std::fabs((double)wrow[c] * x[c]);
+        mag_acc[c] += std::fabs(h[j] * wrow[c]);
+      }
+      if (!(std::fabs((double)g[j] - g_ref[j]) <= (cols + 16) * 1.2e-7 * (mag + 1.0))) return false;
+    }
+    for (int64_t c = 0; c < cols; ++c) {
+      // Four terms and a start value: a few roundings each way.
+      if (!(std::fabs((double)acc[c] - acc_ref[c]) <= 16 * 1.2e-7 * mag_acc[c])) return false;
     }
   }
   std::vector<BlockQ8_0> q0(cols / kQK), q0_ref(q0.size());
@@ -209,6 +239,9 @@ const Kernels& kernels() {
 }
 
 const Kernels& scalar_kernels() { return detail::scalar_table(); }
+
+bool gemm_supports(DType t) { return detail::is_weight_type(t); }
+bool sparse_supports(DType t) { return detail::is_sparse_type(t); }
 
 int available_kernels(const Kernels** out, int max) {
   int count = 0;

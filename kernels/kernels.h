@@ -23,7 +23,8 @@
 namespace rwkv::kern {
 
 // A row-major weight matrix W[rows, cols] in one of the weight types (f32, f16, q4_0, q4_1,
-// q5_0, q5_1, q8_0). Row r starts at data + r * row_bytes(); quantised rows are whole blocks.
+// q5_0, q5_1, q8_0, i8r, i1r). Row r starts at data + r * row_bytes(); quantised rows are whole
+// blocks; i8r / i1r rows start with their f32 scale (dtype.h).
 struct MatView {
   DType type = DType::kF32;
   int64_t rows = 0;
@@ -41,7 +42,14 @@ struct Kernels {
   // Numerics: f32 and f16 weights multiply f32 activations with f32 accumulation. Quantised
   // weights multiply activations quantised per block of 32 the way ggml does (q8_1 for
   // q4_1/q5_1, q8_0 otherwise), so results agree with rwkv.cpp / llama.cpp.
-  // REQUIRES: cols % 32 == 0 for quantised types; X, Y do not overlap.
+  // The row-scaled types keep the activations in f32 (choice (a) of issue #3, as RWKV-Lite's
+  // INT8 does): y = s_r * Σ_k q_rk x_k for i8r, y = s_r * Σ_k ±x_k for i1r, each sum in f32.
+  // Quantising the activations per block of 32 instead (choice (b)) would let batches use the
+  // integer dot products (AVX-VNNI, sdot) and cost less compute per weight; (a) is as fast for a
+  // matrix-vector product (both are bound by memory) and slower for batches: figures in
+  // docs/PERFORMANCE.md.
+  // REQUIRES: cols % 32 == 0 for the block types (q4_0 .. q8_0); any cols for f32, f16, i8r,
+  // i1r; X, Y do not overlap.
   void (*gemm)(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy);
 
   // y[n] = dequantised row r of w, for embedding look-ups.
@@ -59,6 +67,22 @@ struct Kernels {
   // in dtype.h for finite input. REQUIRES: n % 32 == 0.
   void (*quantize_q8_0)(const float* x, BlockQ8_0* y, int64_t n);
   void (*quantize_q8_1)(const float* x, BlockQ8_1* y, int64_t n);
+
+  // Sparse FFN products (issue #3): only the active neurons' rows of a weight matrix are read.
+  // Weight types: f32, f16, q8_0, i8r. `rows` holds n_rows indices in [0, w.rows), in any order;
+  // duplicates are allowed (a duplicated row is simply used twice). n_rows == 0 does nothing.
+  // Work above a few tens of thousands of weights is shared with the thread team; each output
+  // is computed by one thread in a fixed order, so the thread count does not change the bits.
+  //
+  // y[j] = W[rows[j], :] · x for j < n_rows: the channel-mix key's active rows. Numerics as
+  // gemm with n = 1 (q8_0 quantises x to q8_0 blocks first, like gemm; i8r keeps x in f32).
+  // REQUIRES: x has w.cols floats, y n_rows; cols % 32 == 0 for q8_0; x, y do not overlap.
+  void (*gemv_rows)(const MatView& w, const int32_t* rows, int64_t n_rows, const float* x, float* y);
+  // y[0..cols) += Σ_j h[j] * W[rows[j], :] for j < n_rows: the channel-mix value matrix stored
+  // transposed (neuron-major), so neuron i's output column is row i. Per output element the
+  // terms are added in j order, in f32; the weights are used dequantised (f32 activations h).
+  // REQUIRES: h has n_rows floats, y w.cols; cols % 32 == 0 for q8_0; y overlaps neither h nor W.
+  void (*axpy_rows)(const MatView& w, const int32_t* rows, const float* h, int64_t n_rows, float* y);
 };
 
 // The best implementation for this CPU (or the one RWKV_EDGE_KERNELS names, e.g. scalar).
@@ -67,6 +91,11 @@ const Kernels& kernels();
 const Kernels& scalar_kernels();
 // Every implementation compiled into this binary that the CPU can run (scalar first).
 int available_kernels(const Kernels** out, int max);
+
+// Is `t` a weight type of gemm (every type but q8_1) / of gemv_rows and axpy_rows (f32, f16,
+// q8_0, i8r)?
+bool gemm_supports(DType t);
+bool sparse_supports(DType t);
 
 // Threads used by gemm (the caller included). n <= 0 means the default: physical cores.
 void set_num_threads(int n);

@@ -60,9 +60,13 @@ constexpr bool kVnni = false;
 
 // --- float weights ----------------------------------------------------------------------------
 
-// Loads 8 consecutive weights of a row as f32.
+// How float_tile reads a row: 8 consecutive weights as f32 (k a multiple of 8 except in
+// load_tail), the byte offset of weight k (for prefetches), steps of 8 weights per cache line,
+// and the factor the row's sum is multiplied by (1 for f32 / f16, the row scale for i8r / i1r).
 struct F32Weights {
-  static constexpr int kBytes = 4;
+  static constexpr int kStepsPerLine = 2;
+  static size_t offset(int64_t k) { return 4 * (size_t)k; }
+  static float scale(const uint8_t*) { return 1.0f; }
   static __m256 load(const uint8_t* row, int64_t k) {
     return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
   }
@@ -73,7 +77,9 @@ struct F32Weights {
 };
 
 struct F16Weights {
-  static constexpr int kBytes = 2;
+  static constexpr int kStepsPerLine = 4;
+  static size_t offset(int64_t k) { return 2 * (size_t)k; }
+  static float scale(const uint8_t*) { return 1.0f; }
   static __m256 load(const uint8_t* row, int64_t k) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
   }
@@ -84,13 +90,47 @@ struct F16Weights {
   }
 };
 
+// i8r: the int8 values widened to f32 (one vpmovsxbd + one vcvtdq2ps per 8 weights); the row's
+// scale multiplies the finished sum.
+struct I8RWeights {
+  static constexpr int kStepsPerLine = 8;
+  static size_t offset(int64_t k) { return 4 + (size_t)k; }
+  static float scale(const uint8_t* row) { return row_scale(row); }
+  static __m256 load(const uint8_t* row, int64_t k) {
+    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + 4 + k));
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+  }
+  static __m256 load_tail(const uint8_t* row, int64_t k, int64_t rem) {
+    int8_t q[16] = {};
+    std::memcpy(q, row + 4 + k, (size_t)rem);
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q))));
+  }
+};
+
+// i1r: byte k / 8 of the signs as eight ±1.0f lanes (bit j set: +1).
+struct I1RWeights {
+  static constexpr int kStepsPerLine = 8;
+  static size_t offset(int64_t k) { return 4 + (size_t)k / 8; }
+  static float scale(const uint8_t* row) { return row_scale(row); }
+  static __m256 load(const uint8_t* row, int64_t k) {
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256i set = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(row[4 + k / 8]), bit), bit);
+    // -1.0f with the sign bit flipped where the bit is set.
+    const __m256 flip = _mm256_and_ps(_mm256_castsi256_ps(set), _mm256_set1_ps(-0.0f));
+    return _mm256_xor_ps(_mm256_set1_ps(-1.0f), flip);
+  }
+  // The byte exists (k < cols); lanes past the end meet zero activations (load_tail's callers
+  // mask x), so their ±1 adds nothing.
+  static __m256 load_tail(const uint8_t* row, int64_t k, int64_t) { return load(row, k); }
+};
+
 constexpr int kCacheLine = 64;
 
 // Y[v0+v][r0+r] (+)= W[r0+r, k0:k1] · X[v0+v, k0:k1] for r < R, v < V: every weight load feeds
 // V FMAs and every activation load R FMAs. Stores when k0 == 0, adds otherwise.
 //
 // The k loop goes one cache line of each row at a time (L steps of 8 weights: 2 for f32, 4 for
-// f16) and asks for the same line of the next tile's rows into L2 (issue #3). Rows of the
+// f16, 8 for i8r and i1r) and asks for the same line of the next tile's rows into L2 (issue #3). Rows of the
 // model's 768-wide matrices are 1.5 KiB in f16, so a tile's rows share 4 KiB pages, where the
 // hardware stream prefetcher sees several interleaved streams and falls behind: a 768 x 768 f16
 // matvec ran at ~60% of the read bandwidth without this, ~90% with it. With V == 1 two
@@ -98,7 +138,7 @@ constexpr int kCacheLine = 64;
 template <class W, int R, int V>
 void float_tile(const RowPtrs& w, int64_t r0, const float* x, int64_t ldx, int64_t v0, float* y,
                 int64_t ldy, int64_t k0, int64_t k1) {
-  constexpr int L = kCacheLine / (8 * W::kBytes);  // steps of 8 weights per line
+  constexpr int L = W::kStepsPerLine;  // steps of 8 weights per line
   constexpr int A = V == 1 ? 2 : 1;                // accumulator sets
   const uint8_t* wr[R];
   for (int r = 0; r < R; ++r) wr[r] = w(r0 + r);
@@ -117,7 +157,7 @@ void float_tile(const RowPtrs& w, int64_t r0, const float* x, int64_t ldx, int64
   for (; k + 8 * L <= k1; k += 8 * L) {
     for (int r = 0; r < R && fetch; ++r) {
       // A prefetch past the end of the matrix is a harmless hint.
-      _mm_prefetch(reinterpret_cast<const char*>(wr[r] + next_tile + k * W::kBytes), _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(wr[r] + next_tile + W::offset(k)), _MM_HINT_T1);
     }
     for (int u = 0; u < L; ++u) {
       __m256 wv[R];
@@ -143,11 +183,12 @@ void float_tile(const RowPtrs& w, int64_t r0, const float* x, int64_t ldx, int64
       for (int r = 0; r < R; ++r) acc[0][r][v] = _mm256_fmadd_ps(wv[r], xk[v], acc[0][r][v]);
   }
   for (int r = 0; r < R; ++r) {
+    const float s = W::scale(wr[r]);
     for (int v = 0; v < V; ++v) {
       __m256 a = acc[0][r][v];
       for (int u = 1; u < A; ++u) a = _mm256_add_ps(a, acc[u][r][v]);
       float& out = y[(v0 + v) * ldy + r0 + r];
-      out = k0 == 0 ? hsum(a) : out + hsum(a);
+      out = k0 == 0 ? s * hsum(a) : out + s * hsum(a);
     }
   }
 }
@@ -707,8 +748,180 @@ void gemm(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, in
     case DType::kQ5_0: gemm_quant<Q5_0Weights>(w, x, ldx, n, y, ldy); return;
     case DType::kQ5_1: gemm_quant<Q5_1Weights>(w, x, ldx, n, y, ldy); return;
     case DType::kQ8_0: gemm_quant<Q8_0Weights>(w, x, ldx, n, y, ldy); return;
+    case DType::kI8R: gemm_float<I8RWeights>(w, x, ldx, n, y, ldy); return;
+    case DType::kI1R: gemm_float<I1RWeights>(w, x, ldx, n, y, ldy); return;
     default: return;
   }
+}
+
+// --- sparse rows ------------------------------------------------------------------------------
+
+// W[row] · x over all `cols` for f32, f16, i8r rows (W::scale applied), asking for the same
+// lines of `next` (the next active row, or null) into L1 as it goes: active rows are scattered,
+// so the hardware prefetcher cannot guess them.
+template <class W>
+float sparse_dot(const uint8_t* row, const uint8_t* next, const float* x, int64_t cols) {
+  constexpr int L = W::kStepsPerLine;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 * L <= cols; k += 8 * L) {
+    if (next != nullptr) _mm_prefetch(reinterpret_cast<const char*>(next + W::offset(k)), _MM_HINT_T0);
+    for (int u = 0; u < L; u += 2) {
+      acc0 = _mm256_fmadd_ps(W::load(row, k + 8 * u), _mm256_loadu_ps(x + k + 8 * u), acc0);
+      acc1 = _mm256_fmadd_ps(W::load(row, k + 8 * u + 8), _mm256_loadu_ps(x + k + 8 * u + 8), acc1);
+    }
+  }
+  for (; k < cols; k += 8) {
+    const int64_t rem = cols - k;
+    if (rem >= 8) {
+      acc0 = _mm256_fmadd_ps(W::load(row, k), _mm256_loadu_ps(x + k), acc0);
+    } else {
+      acc0 = _mm256_fmadd_ps(W::load_tail(row, k, rem), _mm256_maskload_ps(x + k, lane_mask(rem)), acc0);
+    }
+  }
+  return W::scale(row) * hsum(_mm256_add_ps(acc0, acc1));
+}
+
+// A q8_0 row · x quantised to q8_0 blocks (xq), prefetching `next` like sparse_dot.
+float sparse_dot_q8_0(const BlockQ8_0* wb, const uint8_t* next, const BlockQ8_0* xq, int64_t nb) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    if (next != nullptr && i % 2 == 0) {
+      _mm_prefetch(reinterpret_cast<const char*>(next + (size_t)i * sizeof(BlockQ8_0)), _MM_HINT_T0);
+    }
+    const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[i].qs));
+    const __m256i xk = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[i].qs));
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xk, wq));
+    const __m256i dot = _mm256_madd_epi16(p16, ones);
+    const float d = half_to_float(wb[i].d) * half_to_float(xq[i].d);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d), acc);
+  }
+  return hsum(acc);
+}
+
+template <class W>
+void gemv_rows_float(const MatView& w, const int32_t* rows, int64_t n_rows, const float* x, float* y) {
+  const RowPtrs wr(w);
+  parallel_for(n_rows, sparse_threads(n_rows * w.cols), [&](int64_t j) {
+    assert(rows[j] >= 0 && rows[j] < w.rows);
+    const uint8_t* next = j + 1 < n_rows ? wr(rows[j + 1]) : nullptr;
+    y[j] = sparse_dot<W>(wr(rows[j]), next, x, w.cols);
+  });
+}
+
+// y[j] = W[rows[j], :] · x (see kernels.h).
+void gemv_rows(const MatView& w, const int32_t* rows, int64_t n_rows, const float* x, float* y) {
+  assert(is_sparse_type(w.type));
+  switch (w.type) {
+    case DType::kF32: gemv_rows_float<F32Weights>(w, rows, n_rows, x, y); return;
+    case DType::kF16: gemv_rows_float<F16Weights>(w, rows, n_rows, x, y); return;
+    case DType::kI8R: gemv_rows_float<I8RWeights>(w, rows, n_rows, x, y); return;
+    case DType::kQ8_0: {
+      assert(w.cols % kQK == 0);
+      const int64_t nb = w.cols / kQK;
+      BlockQ8_0* xq = reinterpret_cast<BlockQ8_0*>(thread_scratch((size_t)nb * sizeof(BlockQ8_0)));
+      quantize_q8_0(x, xq, w.cols);
+      const RowPtrs wr(w);
+      parallel_for(n_rows, sparse_threads(n_rows * w.cols), [&](int64_t j) {
+        assert(rows[j] >= 0 && rows[j] < w.rows);
+        const uint8_t* next = j + 1 < n_rows ? wr(rows[j + 1]) : nullptr;
+        y[j] = sparse_dot_q8_0(reinterpret_cast<const BlockQ8_0*>(wr(rows[j])), next, xq, nb);
+      });
+      return;
+    }
+    default: return;
+  }
+}
+
+// The rows of one axpy group, at most kAxpyRows: y is loaded and stored once per group.
+constexpr int kAxpyRows = 4;
+
+// y[c0:c1) += Σ_j h[j] W[rows[j], c0:c1) for f32, f16, i8r rows, kAxpyRows rows at a time
+// (coefficient h[j] * scale), terms added in j order; asks for the next group's lines ahead.
+template <class W>
+void axpy_chunk_float(const RowPtrs& wr, const int32_t* rows, const float* h, int64_t n_rows, float* y,
+                      int64_t c0, int64_t c1) {
+  constexpr int L = W::kStepsPerLine;
+  for (int64_t j = 0; j < n_rows; j += kAxpyRows) {
+    const int nr = n_rows - j < kAxpyRows ? (int)(n_rows - j) : kAxpyRows;
+    const uint8_t* row[kAxpyRows];
+    const uint8_t* next[kAxpyRows];
+    __m256 coef[kAxpyRows];
+    for (int r = 0; r < nr; ++r) {
+      row[r] = wr(rows[j + r]);
+      coef[r] = _mm256_set1_ps(h[j + r] * W::scale(row[r]));
+      next[r] = j + kAxpyRows + r < n_rows ? wr(rows[j + kAxpyRows + r]) : nullptr;
+    }
+    int64_t c = c0;
+    for (; c + 8 <= c1; c += 8) {
+      if ((c - c0) % (8 * L) == 0) {
+        for (int r = 0; r < nr; ++r) {
+          if (next[r] != nullptr) _mm_prefetch(reinterpret_cast<const char*>(next[r] + W::offset(c)), _MM_HINT_T0);
+        }
+      }
+      __m256 acc = _mm256_loadu_ps(y + c);
+      for (int r = 0; r < nr; ++r) acc = _mm256_fmadd_ps(coef[r], W::load(row[r], c), acc);
+      _mm256_storeu_ps(y + c, acc);
+    }
+    if (c < c1) {
+      const __m256i m = lane_mask(c1 - c);
+      __m256 acc = _mm256_maskload_ps(y + c, m);
+      for (int r = 0; r < nr; ++r) acc = _mm256_fmadd_ps(coef[r], W::load_tail(row[r], c, c1 - c), acc);
+      _mm256_maskstore_ps(y + c, m, acc);
+    }
+  }
+}
+
+// The same for q8_0 rows, block by block (c0, c1 multiples of 32): coefficient h[j] * d.
+void axpy_chunk_q8_0(const RowPtrs& wr, const int32_t* rows, const float* h, int64_t n_rows, float* y,
+                     int64_t c0, int64_t c1) {
+  for (int64_t j = 0; j < n_rows; j += kAxpyRows) {
+    const int nr = n_rows - j < kAxpyRows ? (int)(n_rows - j) : kAxpyRows;
+    const BlockQ8_0* row[kAxpyRows];
+    const uint8_t* next[kAxpyRows];
+    for (int r = 0; r < nr; ++r) {
+      row[r] = reinterpret_cast<const BlockQ8_0*>(wr(rows[j + r]));
+      next[r] = j + kAxpyRows + r < n_rows ? wr(rows[j + kAxpyRows + r]) : nullptr;
+    }
+    for (int64_t i = c0 / kQK; i < c1 / kQK; ++i) {
+      __m256 acc[4];
+      for (int u = 0; u < 4; ++u) acc[u] = _mm256_loadu_ps(y + i * kQK + 8 * u);
+      for (int r = 0; r < nr; ++r) {
+        if (next[r] != nullptr && i % 2 == 0) {
+          _mm_prefetch(reinterpret_cast<const char*>(next[r] + (size_t)i * sizeof(BlockQ8_0)), _MM_HINT_T0);
+        }
+        const BlockQ8_0& b = row[r][i];
+        const __m256 coef = _mm256_set1_ps(h[j + r] * half_to_float(b.d));
+        for (int u = 0; u < 4; ++u) {
+          const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * u));
+          acc[u] = _mm256_fmadd_ps(coef, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), acc[u]);
+        }
+      }
+      for (int u = 0; u < 4; ++u) _mm256_storeu_ps(y + i * kQK + 8 * u, acc[u]);
+    }
+  }
+}
+
+// y[0..cols) += Σ_j h[j] * W[rows[j], :] (see kernels.h), by column chunks over the team.
+void axpy_rows(const MatView& w, const int32_t* rows, const float* h, int64_t n_rows, float* y) {
+  assert(is_sparse_type(w.type));
+  assert(w.type != DType::kQ8_0 || w.cols % kQK == 0);
+  if (n_rows <= 0) return;
+  for (int64_t j = 0; j < n_rows; ++j) assert(rows[j] >= 0 && rows[j] < w.rows);
+  const int threads = sparse_threads(n_rows * w.cols);
+  const int64_t chunk = axpy_chunk_cols(w.cols, threads);
+  const RowPtrs wr(w);
+  parallel_for((w.cols + chunk - 1) / chunk, threads, [&](int64_t i) {
+    const int64_t c0 = i * chunk, c1 = c0 + chunk < w.cols ? c0 + chunk : w.cols;
+    switch (w.type) {
+      case DType::kF32: axpy_chunk_float<F32Weights>(wr, rows, h, n_rows, y, c0, c1); return;
+      case DType::kF16: axpy_chunk_float<F16Weights>(wr, rows, h, n_rows, y, c0, c1); return;
+      case DType::kI8R: axpy_chunk_float<I8RWeights>(wr, rows, h, n_rows, y, c0, c1); return;
+      case DType::kQ8_0: axpy_chunk_q8_0(wr, rows, h, n_rows, y, c0, c1); return;
+      default: return;
+    }
+  });
 }
 
 // y[n] = float(x[n]), 8 at a time with F16C.
@@ -735,14 +948,14 @@ void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
 #if defined(RWKV_EDGE_AVX2_VNNI)
 const Kernels& avxvnni_table() {
   static const Kernels k{"avx2-vnni", gemm, scalar_table().get_row, f16_to_f32, f32_to_f16,
-                         quantize_q8_0, quantize_q8_1};
+                         quantize_q8_0, quantize_q8_1, gemv_rows, axpy_rows};
   return k;
 }
 #else
 const Kernels& avx2_table() {
   // get_row is memory-bound and rare (one embedding row per token): the scalar one does.
   static const Kernels k{"avx2", gemm, scalar_table().get_row, f16_to_f32, f32_to_f16,
-                         quantize_q8_0, quantize_q8_1};
+                         quantize_q8_0, quantize_q8_1, gemv_rows, axpy_rows};
   return k;
 }
 #endif

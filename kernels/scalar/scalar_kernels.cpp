@@ -7,6 +7,8 @@
 //   sumi is exact and the row sum is
 //     sum += sumi * (fp16(d_w) * fp16(d_x))  [+ fp16(m_w) * fp16(s_x) for the _1 types]
 //   accumulated over blocks in f32.
+// - i8r / i1r weights: f32 activations; y = s * Σ_k q_k x_k (i8r) or s * Σ_k ±x_k (i1r), the
+//   sum left to right in f32, then one multiplication by the row's scale s.
 #include <cassert>
 #include <cstring>
 
@@ -38,6 +40,30 @@ void gemm_float(const MatView& w, const float* x, int64_t ldx, int64_t n, float*
       for (int64_t k = 0; k < cols; ++k) sum += wr[k] * xv[k];
       y[v * ldy + r] = sum;
     }
+  });
+}
+
+// --- row-scaled weights --------------------------------------------------------------------------
+
+// Σ_k q_k x_k (i8r) or Σ_k ±x_k (i1r) over row `row`'s payload, left to right in f32.
+float row_scaled_sum(DType t, const uint8_t* row, const float* x, int64_t cols) {
+  float sum = 0.0f;
+  if (t == DType::kI8R) {
+    const int8_t* q = reinterpret_cast<const int8_t*>(row + 4);
+    for (int64_t k = 0; k < cols; ++k) sum += (float)q[k] * x[k];
+  } else {
+    const uint8_t* bits = row + 4;
+    for (int64_t k = 0; k < cols; ++k) sum += (bits[k / 8] >> (k % 8)) & 1 ? x[k] : -x[k];
+  }
+  return sum;
+}
+
+// Y[n, rows] = X[n, cols] · W[rows, cols]^T, W in i8r or i1r.
+void gemm_row_scaled(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
+  parallel_for(w.rows, gemm_threads(w.rows * w.cols), [&](int64_t r) {
+    const uint8_t* row = w.row(r);
+    const float s = row_scale(row);
+    for (int64_t v = 0; v < n; ++v) y[v * ldy + r] = s * row_scaled_sum(w.type, row, x + v * ldx, w.cols);
   });
 }
 
@@ -129,8 +155,107 @@ void gemm(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, in
     case DType::kQ5_0: gemm_quant<BlockQ5_0, BlockQ8_0>(w, x, ldx, n, y, ldy, quantize_row_q8_0); return;
     case DType::kQ5_1: gemm_quant<BlockQ5_1, BlockQ8_1>(w, x, ldx, n, y, ldy, quantize_row_q8_1); return;
     case DType::kQ8_0: gemm_quant<BlockQ8_0, BlockQ8_0>(w, x, ldx, n, y, ldy, quantize_row_q8_0); return;
+    case DType::kI8R:
+    case DType::kI1R: gemm_row_scaled(w, x, ldx, n, y, ldy); return;
     default: return;
   }
+}
+
+// --- sparse rows ----------------------------------------------------------------------------------
+
+// W[r, :] · x with gemm's numerics for n = 1; xq: x quantised to q8_0 blocks (q8_0 weights only).
+float row_dot(const MatView& w, int64_t r, const float* x, const BlockQ8_0* xq) {
+  const uint8_t* row = w.row(r);
+  switch (w.type) {
+    case DType::kF32: {
+      const float* wr = reinterpret_cast<const float*>(row);
+      float sum = 0.0f;
+      for (int64_t k = 0; k < w.cols; ++k) sum += wr[k] * x[k];
+      return sum;
+    }
+    case DType::kF16: {
+      const uint16_t* wr = reinterpret_cast<const uint16_t*>(row);
+      float sum = 0.0f;
+      for (int64_t k = 0; k < w.cols; ++k) sum += fp16_to_fp32(wr[k]) * x[k];
+      return sum;
+    }
+    case DType::kQ8_0: {
+      const BlockQ8_0* wb = reinterpret_cast<const BlockQ8_0*>(row);
+      float sum = 0.0f;
+      for (int64_t i = 0; i < w.cols / kQK; ++i) {
+        sum += (float)block_dot(wb[i], xq[i].qs) * (fp16_to_fp32(wb[i].d) * fp16_to_fp32(xq[i].d));
+      }
+      return sum;
+    }
+    case DType::kI8R: return row_scale(row) * row_scaled_sum(w.type, row, x, w.cols);
+    default: return 0.0f;
+  }
+}
+
+// y[j] = W[rows[j], :] · x (see kernels.h).
+void gemv_rows(const MatView& w, const int32_t* rows, int64_t n_rows, const float* x, float* y) {
+  assert(is_sparse_type(w.type));
+  const BlockQ8_0* xq = nullptr;
+  if (w.type == DType::kQ8_0) {
+    assert(w.cols % kQK == 0);
+    BlockQ8_0* buf = reinterpret_cast<BlockQ8_0*>(thread_scratch((size_t)(w.cols / kQK) * sizeof(BlockQ8_0)));
+    quantize_row_q8_0(x, buf, w.cols);
+    xq = buf;
+  }
+  parallel_for(n_rows, sparse_threads(n_rows * w.cols), [&](int64_t j) {
+    assert(rows[j] >= 0 && rows[j] < w.rows);
+    y[j] = row_dot(w, rows[j], x, xq);
+  });
+}
+
+// y[c0, c1) += Σ_j h[j] * W[rows[j], c0:c1), one row at a time, the weights dequantised.
+void axpy_chunk(const MatView& w, const int32_t* rows, const float* h, int64_t n_rows, float* y,
+                int64_t c0, int64_t c1) {
+  for (int64_t j = 0; j < n_rows; ++j) {
+    assert(rows[j] >= 0 && rows[j] < w.rows);
+    const uint8_t* row = w.row(rows[j]);
+    const float hj = h[j];
+    switch (w.type) {
+      case DType::kF32: {
+        const float* wr = reinterpret_cast<const float*>(row);
+        for (int64_t c = c0; c < c1; ++c) y[c] += hj * wr[c];
+        break;
+      }
+      case DType::kF16: {
+        const uint16_t* wr = reinterpret_cast<const uint16_t*>(row);
+        for (int64_t c = c0; c < c1; ++c) y[c] += hj * fp16_to_fp32(wr[c]);
+        break;
+      }
+      case DType::kQ8_0: {
+        const BlockQ8_0* wb = reinterpret_cast<const BlockQ8_0*>(row);
+        for (int64_t c = c0; c < c1; ++c) {
+          const BlockQ8_0& b = wb[c / kQK];
+          y[c] += hj * ((float)b.qs[c % kQK] * fp16_to_fp32(b.d));
+        }
+        break;
+      }
+      case DType::kI8R: {
+        const float s = row_scale(row);
+        const int8_t* q = reinterpret_cast<const int8_t*>(row + 4);
+        for (int64_t c = c0; c < c1; ++c) y[c] += hj * (s * (float)q[c]);
+        break;
+      }
+      default: break;
+    }
+  }
+}
+
+// y[0..cols) += Σ_j h[j] * W[rows[j], :] (see kernels.h), by column chunks over the team.
+void axpy_rows(const MatView& w, const int32_t* rows, const float* h, int64_t n_rows, float* y) {
+  assert(is_sparse_type(w.type));
+  assert(w.type != DType::kQ8_0 || w.cols % kQK == 0);
+  if (n_rows <= 0) return;
+  const int threads = sparse_threads(n_rows * w.cols);
+  const int64_t chunk = axpy_chunk_cols(w.cols, threads);
+  parallel_for((w.cols + chunk - 1) / chunk, threads, [&](int64_t i) {
+    const int64_t c0 = i * chunk, c1 = c0 + chunk < w.cols ? c0 + chunk : w.cols;
+    axpy_chunk(w, rows, h, n_rows, y, c0, c1);
+  });
 }
 
 // y[cols] = row r of W[rows, cols], dequantised.
@@ -153,7 +278,7 @@ void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
 
 const Kernels& scalar_table() {
   static const Kernels k{"scalar", gemm, get_row, f16_to_f32, f32_to_f16,
-                         quantize_row_q8_0, quantize_row_q8_1};
+                         quantize_row_q8_0, quantize_row_q8_1, gemv_rows, axpy_rows};
   return k;
 }
 

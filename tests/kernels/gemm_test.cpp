@@ -2,6 +2,7 @@
 // reference against an independent double-precision evaluation of the ggml formula.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cfloat>
 #include <chrono>
@@ -29,7 +30,10 @@ double float_tol_units(int64_t cols) { return (double)cols + 8.0; }
 // the f32 sum over nb blocks (8 lanes, then a tree, in SIMD), plus the m_w * s_x terms.
 double quant_tol_units(int64_t nb) { return (double)nb + 16.0; }
 
+// i8r / i1r: a float sum of `cols` products q x (or ±x, exact) like f32, then one rounding for
+// the multiplication by the row scale.
 double tol_units(DType t, int64_t cols) {
+  if (is_row_scaled(t)) return float_tol_units(cols) + 1.0;
   return is_quantised(t) ? quant_tol_units(cols / 32) : float_tol_units(cols);
 }
 
@@ -87,7 +91,13 @@ void compute_reference(Problem& p) {
     for (int64_t r = 0; r < p.rows; ++r) {
       double sum = 0, mag = 0;
       const uint8_t* row = w.row(r);
-      if (p.type == DType::kF32 || p.type == DType::kF16) {
+      if (is_row_scaled(p.type)) {
+        for (int64_t c = 0; c < p.cols; ++c) {
+          const double term = row_scaled_value(p.type, row, c) * xv[c];
+          sum += term;
+          mag += std::fabs(term);
+        }
+      } else if (p.type == DType::kF32 || p.type == DType::kF16) {
         for (int64_t c = 0; c < p.cols; ++c) {
           double wc;
           if (p.type == DType::kF32) {
@@ -279,12 +289,48 @@ TEST_CASE("get_row: every variant returns the dequantised row") {
             std::memcpy(&want, w.row(r) + 4 * c, 4);
           } else if (t == DType::kF16) {
             want = (float)half(w.row(r) + 2 * c);
+          } else if (is_row_scaled(t)) {
+            // s * q is s times a small integer: exact in f32 only up to one rounding, which
+            // dequantize_row does the same way (one f32 multiplication).
+            want = (float)row_scaled_value(t, w.row(r), c);
           } else {
             const DecodedBlock b = decode_block(t, w.row(r) + (size_t)(c / 32) * dtype_block_bytes(t));
             // q * d is exact in f32 (at most 8 + 11 significant bits); + m rounds once, in f32.
             want = (float)b.q[c % 32] * (float)b.d + (float)b.m;
           }
           REQUIRE_MESSAGE(y[(size_t)c] == want, k->name, " ", dtype_name(t), " r=", r, " c=", c);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm and dequantize_row agree: W e_c is column c of the dequantised W") {
+  // With a unit vector the only product is one weight: for f32, f16, i8r and i1r the result is
+  // that weight exactly (s * (q * 1) and s * (±1) are the dequantiser's single rounding). Block
+  // types quantise e_c itself (d = 1/127 rounded to fp16, relative error < 2^-11), and the _1
+  // types add m * s_x with s_x rounded to fp16 too, which can cancel against d * q: a relative
+  // bound plus an absolute 2e-4 (|m| <= 0.1 here; a wrong weight is off by ~0.01 or more).
+  Rng rng(17);
+  for (const Kernels* k : variants()) {
+    for (DType t : kWeightTypes) {
+      const int64_t rows = 9, cols = is_quantised(t) ? 96 : 77;
+      const std::vector<uint8_t> buf = random_weights(t, rows, cols, rng);
+      const MatView w{t, rows, cols, buf.data()};
+      std::vector<float> deq((size_t)(rows * cols)), x((size_t)cols), y((size_t)rows);
+      for (int64_t r = 0; r < rows; ++r) dequantize_row(t, w.row(r), deq.data() + r * cols, cols);
+      for (int64_t c : {int64_t{0}, int64_t{1}, int64_t{8}, cols / 2, cols - 1}) {
+        std::fill(x.begin(), x.end(), 0.0f);
+        x[(size_t)c] = 1.0f;
+        k->gemm(w, x.data(), cols, 1, y.data(), rows);
+        for (int64_t r = 0; r < rows; ++r) {
+          const float want = deq[(size_t)(r * cols + c)];
+          if (is_quantised(t)) {
+            CHECK_MESSAGE(std::fabs(y[(size_t)r] - want) <= 2e-3f * std::fabs(want) + 2e-4f,
+                          k->name, " ", dtype_name(t), " r=", r, " c=", c);
+          } else {
+            CHECK_MESSAGE(y[(size_t)r] == want, k->name, " ", dtype_name(t), " r=", r, " c=", c);
+          }
         }
       }
     }

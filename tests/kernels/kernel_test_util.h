@@ -26,10 +26,16 @@ struct Rng {
   float uniform() { return (float)((next() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
 };
 
-inline const DType kWeightTypes[] = {DType::kF32,  DType::kF16,  DType::kQ4_0, DType::kQ4_1,
-                                     DType::kQ5_0, DType::kQ5_1, DType::kQ8_0};
+inline const DType kWeightTypes[] = {DType::kF32,  DType::kF16,  DType::kQ4_0, DType::kQ4_1, DType::kQ5_0,
+                                     DType::kQ5_1, DType::kQ8_0, DType::kI8R, DType::kI1R};
+// The weight types of gemv_rows / axpy_rows.
+inline const DType kSparseTypes[] = {DType::kF32, DType::kF16, DType::kQ8_0, DType::kI8R};
 
-inline bool is_quantised(DType t) { return t != DType::kF32 && t != DType::kF16; }
+// Block-quantised (q4_0 .. q8_0: activations quantised, cols % 32 == 0)?
+inline bool is_quantised(DType t) {
+  return t != DType::kF32 && t != DType::kF16 && t != DType::kI8R && t != DType::kI1R;
+}
+inline bool is_row_scaled(DType t) { return t == DType::kI8R || t == DType::kI1R; }
 inline bool has_min(DType t) { return t == DType::kQ4_1 || t == DType::kQ5_1; }
 
 // Random weights of type t. Quantised blocks get random bytes (every nibble and high-bit pattern
@@ -45,6 +51,15 @@ inline std::vector<uint8_t> random_weights(DType t, int64_t rows, int64_t cols, 
     for (size_t i = 0; i < buf.size(); i += 2) {
       const uint16_t h = fp32_to_fp16(rng.uniform());
       std::memcpy(&buf[i], &h, 2);
+    }
+  } else if (is_row_scaled(t)) {
+    // Random payload bytes (every int8 value, -128 included, and every sign pattern; the i1r
+    // bits past a row's end too, which must not matter); a scale of either sign per row.
+    for (auto& b : buf) b = (uint8_t)rng.next();
+    const size_t rb = dtype_row_bytes(t, cols);
+    for (size_t off = 0; off < buf.size(); off += rb) {
+      const float s = (0.005f + 0.025f * std::fabs(rng.uniform())) * (rng.next() & 1 ? 1.0f : -1.0f);
+      std::memcpy(&buf[off], &s, 4);
     }
   } else {
     for (auto& b : buf) b = (uint8_t)rng.next();
@@ -104,6 +119,15 @@ inline DecodedBlock decode_block(DType t, const uint8_t* b) {
     }
   }
   return out;
+}
+
+// Weight c of an i8r / i1r row decoded straight from its bytes (scale s, then the payload):
+// i8r s * q[c]; i1r +s if bit c % 8 of byte c / 8 is set, else -s.
+inline double row_scaled_value(DType t, const uint8_t* row, int64_t c) {
+  float s;
+  std::memcpy(&s, row, 4);
+  if (t == DType::kI8R) return (double)s * (double)(int8_t)row[4 + c];
+  return ((row[4 + c / 8] >> (c % 8)) & 1) ? (double)s : -(double)s;
 }
 
 }  // namespace rwkv::kern::test
