@@ -4,6 +4,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 #include "engine/common/fp16.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -21,7 +22,15 @@ Result<std::vector<int32_t>> calib_tokens(const Model& model, const std::string&
   if (!tok.ok()) {
     return Status::InvalidArgument(path + ": cannot tokenize the calibration text: " + tok.status().message());
   }
-  std::vector<int32_t> ids = tok.value()->encode(text);
+  // Tokenize a prefix that almost surely holds max_tokens tokens (tokens are rarely longer than
+  // 16 bytes), so a large corpus is not tokenized in full; the whole text when it falls short.
+  std::vector<int32_t> ids;
+  if (max_tokens > 0 && (size_t)max_tokens * 16 < text.size()) {
+    size_t cut = (size_t)max_tokens * 16;
+    while (cut < text.size() && ((uint8_t)text[cut] & 0xC0) == 0x80) ++cut;  // not inside a UTF-8 sequence
+    ids = tok.value()->encode(std::string_view(text).substr(0, cut));
+  }
+  if ((int64_t)ids.size() < max_tokens || max_tokens <= 0) ids = tok.value()->encode(text);
   if (max_tokens > 0 && (int64_t)ids.size() > max_tokens) ids.resize((size_t)max_tokens);
   if (ids.empty()) return Status::InvalidArgument(path + ": the calibration text gives no tokens");
   return ids;
