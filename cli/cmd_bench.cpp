@@ -210,9 +210,12 @@ int cmd_bench(int argc, char** argv) {
               "Measure a model: prefill tokens/s (one sequence, chunked), decode tokens/s (one token per\n"
               "step) and decode's effective bandwidth = bytes of weights read per token x tokens/s.\n"
               "Figures are medians over --runs runs. Token ids are random (any model works).\n"
+              "With --batch N > 1 it also decodes N sequences per step (one pass over the weights for all,\n"
+              "as the server's continuous batching does) and prints the aggregate tokens/s and its ratio\n"
+              "to one sequence's, taken in the same run.\n"
               "`rwkv-edge bench kernels --help`: the matrix kernels alone, GB/s against the read bandwidth.");
   std::string model;
-  int64_t threads = 0, prompt = 128, decode = 64, runs = 5, chunk = 64, seed = 1, bw_mb = 1024;
+  int64_t threads = 0, prompt = 128, decode = 64, runs = 5, chunk = 64, seed = 1, bw_mb = 1024, batch = 1;
   p.add_string("--model", "M", "model file (default: the embedded default model)", &model);
   p.add_int("--threads", "N", "threads (0 = physical cores)", &threads, 0, 1024);
   p.add_int("--prompt-tokens", "N", "prefill length", &prompt, 1, 1 << 20);
@@ -221,6 +224,7 @@ int cmd_bench(int argc, char** argv) {
   p.add_int("--runs", "N", "runs (median reported)", &runs, 1, 1000);
   p.add_int("--seed", "S", "seed of the random token ids", &seed, 0, INT64_MAX);
   p.add_int("--bandwidth-mb", "N", "buffer for the read-bandwidth measurement, MiB (0 = skip)", &bw_mb, 0, 1 << 20);
+  p.add_int("--batch", "N", "also decode N sequences per step and compare (1 = off)", &batch, 1, 256);
   if (int rc = parse_args(p, argc, argv); rc >= 0) return rc;
   apply_threads(threads);
   Result<std::string> path = resolve_model_path(model);
@@ -255,6 +259,55 @@ int cmd_bench(int argc, char** argv) {
     pre.push_back((double)prompt / std::chrono::duration<double>(t1 - t0).count());
     dec.push_back((double)decode / std::chrono::duration<double>(t2 - t1).count());
   }
+  // Batched decode: `batch` sequences, each prefilled with its own rotation of the prompt, then
+  // advanced together one token per step; runs alternate with single-sequence ones so both see
+  // the same machine.
+  std::vector<double> dec1, decb;
+  if (batch > 1) {
+    std::vector<State> states;
+    std::vector<int32_t> next((size_t)batch);
+    std::vector<float> blogits((size_t)(batch * hp.n_vocab));
+    for (int64_t r = 0; r < runs + 1; ++r) {
+      states.clear();
+      for (int64_t b = 0; b < batch; ++b) {
+        states.push_back(mod.new_state());
+        std::vector<int32_t> p2(toks);
+        std::rotate(p2.begin(), p2.begin() + (size_t)(b % prompt), p2.end());
+        Status s = mod.eval(states.back(), p2.data(), p2.size(), blogits.data() + b * hp.n_vocab);
+        if (!s.ok()) return fail("bench", s);
+        next[(size_t)b] = p2[0];
+      }
+      std::vector<Segment> segs((size_t)batch);
+      const auto t0 = clock::now();
+      for (int64_t i = 0; i < decode; ++i) {
+        for (int64_t b = 0; b < batch; ++b) {
+          segs[(size_t)b] = Segment{&states[(size_t)b], &next[(size_t)b], 1, LogitsMode::kLast,
+                                    blogits.data() + b * hp.n_vocab};
+        }
+        Status s = mod.forward(segs.data(), segs.size());
+        if (!s.ok()) return fail("bench", s);
+        for (int64_t b = 0; b < batch; ++b) {
+          const float* lg = blogits.data() + b * hp.n_vocab;
+          next[(size_t)b] = (int32_t)(std::max_element(lg, lg + hp.n_vocab) - lg);
+        }
+      }
+      const auto t1 = clock::now();
+      State st = mod.new_state();
+      Status s = mod.eval(st, toks.data(), toks.size(), logits.data());
+      if (!s.ok()) return fail("bench", s);
+      int32_t one = toks[0];
+      const auto t2 = clock::now();
+      for (int64_t i = 0; i < decode; ++i) {
+        s = mod.eval(st, &one, 1, logits.data());
+        if (!s.ok()) return fail("bench", s);
+        one = (int32_t)(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      }
+      const auto t3 = clock::now();
+      if (r == 0) continue;
+      decb.push_back((double)(decode * batch) / std::chrono::duration<double>(t1 - t0).count());
+      dec1.push_back((double)decode / std::chrono::duration<double>(t3 - t2).count());
+    }
+  }
   const double bytes = (double)mod.weight_bytes_per_token();
   // The machine's read bandwidth, measured in this run, is the limit decode is judged by.
   const double read_bw = bw_mb > 0 ? kern::measure_read_bandwidth_gbs((size_t)bw_mb << 20, kern::num_threads()) : 0.0;
@@ -270,6 +323,12 @@ int cmd_bench(int argc, char** argv) {
   if (read_bw > 0) {
     std::printf("read bandwidth:   %.2f GB/s (STREAM-like read, %" PRId64 " MiB, same threads)\n", read_bw, bw_mb);
     std::printf("decode / read:    %.0f%%\n", 100.0 * bytes * dec_tps / 1e9 / read_bw);
+  }
+  if (batch > 1) {
+    const double one = median(dec1), many = median(decb);
+    std::printf("batched decode:   %" PRId64 " sequences: %.2f tokens/s aggregate vs %.2f for one sequence, "
+                "ratio %.2fx (medians of %" PRId64 " alternating runs)\n",
+                batch, many, one, many / one, runs);
   }
   return 0;
 }
