@@ -202,6 +202,17 @@ int bench_kernels(int argc, char** argv) {
   return 0;
 }
 
+// Feeds `first`, then n - 1 greedy choices, one token per step (the decode loop bench times).
+Status decode_greedy(const Model& mod, State& st, int32_t first, int64_t n, std::vector<float>& logits) {
+  int32_t next = first;
+  for (int64_t i = 0; i < n; ++i) {
+    Status s = mod.eval(st, &next, 1, logits.data());
+    if (!s.ok()) return s;
+    next = (int32_t)(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
@@ -248,12 +259,8 @@ int cmd_bench(int argc, char** argv) {
     Status s = mod.eval(st, toks.data(), toks.size(), logits.data());
     if (!s.ok()) return fail("bench", s);
     const auto t1 = clock::now();
-    int32_t next = toks[0];
-    for (int64_t i = 0; i < decode; ++i) {
-      s = mod.eval(st, &next, 1, logits.data());
-      if (!s.ok()) return fail("bench", s);
-      next = (int32_t)(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    }
+    s = decode_greedy(mod, st, toks[0], decode, logits);
+    if (!s.ok()) return fail("bench", s);
     const auto t2 = clock::now();
     if (r == 0) continue;
     pre.push_back((double)prompt / std::chrono::duration<double>(t1 - t0).count());
@@ -295,13 +302,9 @@ int cmd_bench(int argc, char** argv) {
       State st = mod.new_state();
       Status s = mod.eval(st, toks.data(), toks.size(), logits.data());
       if (!s.ok()) return fail("bench", s);
-      int32_t one = toks[0];
       const auto t2 = clock::now();
-      for (int64_t i = 0; i < decode; ++i) {
-        s = mod.eval(st, &one, 1, logits.data());
-        if (!s.ok()) return fail("bench", s);
-        one = (int32_t)(std::max_element(logits.begin(), logits.end()) - logits.begin());
-      }
+      s = decode_greedy(mod, st, toks[0], decode, logits);
+      if (!s.ok()) return fail("bench", s);
       const auto t3 = clock::now();
       if (r == 0) continue;
       decb.push_back((double)(decode * batch) / std::chrono::duration<double>(t1 - t0).count());
