@@ -10,15 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "tests/cli/cli_run.h"
 #include "tests/common/test_util.h"
 
 namespace rwkv {
 namespace {
 
-struct Run {
-  int exit_code;
-  std::string out;  // stdout and stderr, interleaved
-};
+using Run = test::CliRun;
 
 std::string quote(const std::string& s) {
   std::string q = "'";
@@ -29,18 +27,7 @@ std::string quote(const std::string& s) {
   return q + "'";
 }
 
-Run run(const std::string& args) {
-  const std::string cmd = std::string(RWKV_EDGE_BINARY_DIR) + "/rwkv-edge " + args + " 2>&1";
-  Run r{-1, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+Run run(const std::string& args) { return test::run_cli(args); }
 
 std::vector<int32_t> json_ids(const std::string& out) {
   // The array is the last line that starts with '['.

@@ -2,34 +2,19 @@
 // nonzero exit codes for bad usage.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <string>
 
 #include "engine/model.h"
+#include "tests/cli/cli_run.h"
 #include "tests/common/test_util.h"
 
 namespace rwkv {
 namespace {
 
-struct Run {
-  int exit_code;
-  std::string out;  // stdout and stderr
-};
+using Run = test::CliRun;
 
-Run run(const std::string& args) {
-  const std::string cmd = std::string(RWKV_EDGE_BINARY_DIR) + "/rwkv-edge compress " + args + " 2>&1";
-  Run r{-1, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+Run run(const std::string& args) { return test::run_cli("compress " + args); }
 
 // The tiny 5.2 model as a GGUF with the byte tokenizer, and a calibration text.
 struct Fixture {
