@@ -47,6 +47,9 @@ bool keeps_f32(const std::string& name) {
 
 DType converted_type(const TensorRef& t, const GgufWriteOptions& opt) {
   if (opt.keep_types) return t.type;
+  // A 1-bit sign copy (the FFN predictor's) is a structure, not a precision: converting it
+  // to a float type would silently turn the predictor into a dense matrix it cannot use.
+  if (t.type == DType::kI1R) return t.type;
   if (!is_weight_matrix(t) || keeps_f32(t.name)) return DType::kF32;
   if (opt.matrix_type == DType::kQ8_0 && t.ne[0] % kQK != 0) return DType::kF32;
   return opt.matrix_type;

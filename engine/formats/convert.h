@@ -14,6 +14,7 @@
 // them f32 for every target type (as its quantised files do), because they are small and
 // feed tanh/sigmoid directly.
 // A tensor already in its target type is passed through without touching its bytes.
+// i1r tensors (1-bit predictor copies, issue #6) always keep their type.
 #pragma once
 
 #include <string>

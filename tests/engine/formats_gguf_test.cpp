@@ -623,3 +623,44 @@ TEST_CASE("loader errors name the file and the key or tensor") {
 }
 
 }  // TEST_SUITE
+
+TEST_CASE("convert_types keeps 1-bit (i1r) predictor tensors and converts the rest") {
+  ModelFile mf;
+  mf.path = "mem";
+  auto buf = std::make_shared<BufferStorage>();
+  mf.storage.push_back(buf);
+  const int64_t cols = 64, rows = 4;
+  TensorRef sign;
+  sign.name = "blocks.0.ffn.key.sign";
+  sign.type = DType::kI1R;
+  sign.n_dims = 2;
+  sign.ne[0] = cols;
+  sign.ne[1] = rows;
+  sign.nbytes = dtype_row_bytes(DType::kI1R, cols) * rows;
+  uint8_t* d = buf->add(sign.nbytes);
+  std::memset(d, 0x5a, sign.nbytes);
+  sign.data = d;
+  mf.add_tensor(sign);
+  TensorRef w;
+  w.name = "blocks.0.ffn.receptance.weight";
+  w.type = DType::kF32;
+  w.n_dims = 2;
+  w.ne[0] = cols;
+  w.ne[1] = rows;
+  w.nbytes = (size_t)(cols * rows) * 4;
+  uint8_t* wd = buf->add(w.nbytes);
+  std::memset(wd, 0, w.nbytes);
+  w.data = wd;
+  mf.add_tensor(w);
+  GgufWriteOptions opt;
+  opt.matrix_type = DType::kF16;
+  Result<ModelFile> out = convert_types(mf, opt);
+  REQUIRE(out.ok());
+  const TensorRef* s2 = out->find("blocks.0.ffn.key.sign");
+  REQUIRE(s2 != nullptr);
+  CHECK(s2->type == DType::kI1R);
+  CHECK(std::memcmp(s2->data, d, sign.nbytes) == 0);
+  const TensorRef* w2 = out->find("blocks.0.ffn.receptance.weight");
+  REQUIRE(w2 != nullptr);
+  CHECK(w2->type == DType::kF16);
+}
