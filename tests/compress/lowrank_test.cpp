@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/model_logits.h"
 #include "engine/compress/calib.h"
 #include "engine/compress/int8.h"
 #include "engine/compress/lowrank.h"
@@ -38,20 +39,6 @@ std::vector<int32_t> text_tokens(size_t n, uint32_t seed) {
   std::vector<int32_t> t;
   for (size_t i = 0; i < n; ++i) t.push_back((uint8_t)text[(i * 7 + seed) % text.size()]);
   return t;
-}
-
-// Logits after every one of `tokens` (one sequence).
-std::vector<float> all_logits(const Model& m, const std::vector<int32_t>& tokens) {
-  State st = m.new_state();
-  std::vector<float> out(tokens.size() * (size_t)m.hparams().n_vocab);
-  Segment seg;
-  seg.state = &st;
-  seg.tokens = tokens.data();
-  seg.n_tokens = (int64_t)tokens.size();
-  seg.logits_mode = LogitsMode::kAll;
-  seg.logits = out.data();
-  REQUIRE(m.forward(&seg, 1).ok());
-  return out;
 }
 
 float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
@@ -101,7 +88,7 @@ TEST_CASE("full-rank factorisation of every projection reproduces the dense logi
       ModelFile mf = open_tiny(file);
       std::shared_ptr<Model> dense = build(mf);
       const std::vector<int32_t> probe_tokens = text_tokens(24, 3);
-      const std::vector<float> want = all_logits(*dense, probe_tokens);
+      const std::vector<float> want = test::all_logits(*dense, probe_tokens);
 
       compress::LowRankOptions opt;
       opt.method = method;
@@ -122,7 +109,7 @@ TEST_CASE("full-rank factorisation of every projection reproduces the dense logi
       std::shared_ptr<Model> factored = build(lr);
       // The factors are f32 roundings of an exact double factorisation; the 1e-4 bound is
       // issue 6's exactness criterion.
-      CHECK(max_abs_diff(want, all_logits(*factored, probe_tokens)) < 1e-4f);
+      CHECK(max_abs_diff(want, test::all_logits(*factored, probe_tokens)) < 1e-4f);
       for (const compress::LowRankReport& r : rep) CHECK(r.calib_error < 1e-4);
     }
   }
@@ -223,18 +210,18 @@ TEST_CASE("a compressed model survives the GGUF round trip: factors, INT8 types 
   std::shared_ptr<Model> m1 = build(mf);
   std::shared_ptr<Model> m2 = build(back.value());
   const std::vector<int32_t> t = text_tokens(16, 1);
-  CHECK(max_abs_diff(all_logits(*m1, t), all_logits(*m2, t)) == 0.0f);
+  CHECK(max_abs_diff(test::all_logits(*m1, t), test::all_logits(*m2, t)) == 0.0f);
 }
 
 TEST_CASE("INT8 row and group keep the tiny model's logits close") {
   ModelFile mf = open_tiny("tiny-rwkv-5v2-730K-FP32.bin");
   std::shared_ptr<Model> dense = build(mf);
   const std::vector<int32_t> t = text_tokens(16, 2);
-  const std::vector<float> want = all_logits(*dense, t);
+  const std::vector<float> want = test::all_logits(*dense, t);
   for (compress::Int8Mode mode : {compress::Int8Mode::kRow, compress::Int8Mode::kGroup}) {
     ModelFile q = mf;
     REQUIRE(compress::apply_int8(q, mode, nullptr).ok());
-    const float d = max_abs_diff(want, all_logits(*build(q), t));
+    const float d = max_abs_diff(want, test::all_logits(*build(q), t));
     MESSAGE(std::string(compress::int8_mode_name(mode)) << ": max |logit diff| " << d);
     // Symmetric int8 keeps ~2-3 significant digits per weight; the tiny model's logits are O(10).
     CHECK(d < 0.5f);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/model_logits.h"
 #include "engine/compress/calib.h"
 #include "engine/compress/head_cluster.h"
 #include "engine/model.h"
@@ -331,19 +332,6 @@ TinyCase compress_tiny(const std::string& file, int64_t K, float p_min) {
   return tc;
 }
 
-std::vector<float> run_logits(const Model& m, const std::vector<int32_t>& toks) {
-  State st = m.new_state();
-  std::vector<float> out(toks.size() * (size_t)m.hparams().n_vocab);
-  Segment seg;
-  seg.state = &st;
-  seg.tokens = toks.data();
-  seg.n_tokens = (int64_t)toks.size();
-  seg.logits_mode = LogitsMode::kAll;
-  seg.logits = out.data();
-  REQUIRE(m.forward(&seg, 1).ok());
-  return out;
-}
-
 TEST_CASE("tiny golden model with a clustered head at p_min = 1 reproduces its dense logits") {
   for (const char* file : {"tiny-rwkv-5v2-730K-FP32.bin", "tiny-rwkv-7v0-834K-FP16.bin"}) {
     CAPTURE(file);
@@ -354,7 +342,7 @@ TEST_CASE("tiny golden model with a clustered head at p_min = 1 reproduces its d
     REQUIRE_MESSAGE(cm.ok(), cm.status().to_string());
     REQUIRE(cm.value()->clustered_head() != nullptr);
     const std::vector<int32_t> toks = {0x22, 0x69, 0x6E, 0x20, 0x74, 0x68, 0x65, 0x20, 0x62};
-    const std::vector<float> a = run_logits(*tc.dense, toks), b = run_logits(*cm.value(), toks);
+    const std::vector<float> a = test::all_logits(*tc.dense, toks), b = test::all_logits(*cm.value(), toks);
     float worst = 0.0f;
     for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
     // Issue 6's lossless criterion: 1e-4. Only the summation order of the dot products differs.
@@ -367,7 +355,7 @@ TEST_CASE("tiny golden model with a clustered head at p_min = 1 reproduces its d
     REQUIRE(write_gguf(tc.compressed, dir.file("c.gguf"), wo).ok());
     auto rm = Model::load(dir.file("c.gguf"), {});
     REQUIRE_MESSAGE(rm.ok(), rm.status().to_string());
-    const std::vector<float> c = run_logits(*rm.value(), toks);
+    const std::vector<float> c = test::all_logits(*rm.value(), toks);
     worst = 0.0f;
     for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - c[i]));
     CHECK(worst < 1e-4f);
@@ -377,7 +365,7 @@ TEST_CASE("tiny golden model with a clustered head at p_min = 1 reproduces its d
     lo.head_k_min = 1;
     auto am = Model::load(dir.file("c.gguf"), lo);
     REQUIRE(am.ok());
-    (void)run_logits(*am.value(), toks);
+    (void)test::all_logits(*am.value(), toks);
     const ClusterHeadStats hs = am.value()->clustered_head()->stats();
     CHECK(hs.rows == toks.size());
     CHECK(hs.head_rows < hs.rows * (uint64_t)am.value()->hparams().n_vocab);

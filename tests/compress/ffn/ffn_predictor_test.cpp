@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/model_logits.h"
 #include "engine/common/fp16.h"
 #include "engine/compress/calib.h"
 #include "engine/compress/ffn_predictor.h"
@@ -175,20 +176,6 @@ TEST_CASE("sparse kernels equal a plain loop over the active rows (f16, f32)") {
   }
 }
 
-// Runs `tokens` through a model in one sequence and returns the logits of every position.
-std::vector<float> all_logits(const Model& m, const std::vector<int32_t>& tokens) {
-  State st = m.new_state();
-  std::vector<float> out(tokens.size() * (size_t)m.hparams().n_vocab);
-  Segment seg;
-  seg.state = &st;
-  seg.tokens = tokens.data();
-  seg.n_tokens = (int64_t)tokens.size();
-  seg.logits_mode = LogitsMode::kAll;
-  seg.logits = out.data();
-  REQUIRE(m.forward(&seg, 1).ok());
-  return out;
-}
-
 std::vector<int32_t> byte_tokens(const std::string& text) {
   std::vector<int32_t> t;
   for (unsigned char c : text) t.push_back((int32_t)c);
@@ -242,7 +229,7 @@ TEST_CASE("tiny models compressed at q = 0 reproduce their dense logits (every v
     REQUIRE_MESSAGE(sparse.ok(), sparse.status().to_string());
     // Only the order of the sums over the FFN neurons differs (axpy over neurons vs a dot per
     // output): f32 rounding, far below 1e-4 on logits of size ~10.
-    CHECK(max_abs_diff(all_logits(*dense.value(), text), all_logits(*sparse.value(), text)) < 1e-4f);
+    CHECK(max_abs_diff(test::all_logits(*dense.value(), text), test::all_logits(*sparse.value(), text)) < 1e-4f);
   }
 }
 
@@ -270,8 +257,8 @@ TEST_CASE("a fitted predictor survives a GGUF round trip; LoadOptions q = 0 give
   Result<std::shared_ptr<Model>> dense = Model::load(test::tiny_model(file), {});
   REQUIRE(dense.ok());
   const std::vector<int32_t> text = byte_tokens("a sparse FFN");
-  std::vector<float> ld = all_logits(*dense.value(), text);
-  std::vector<float> ls = all_logits(*sparse.value(), text);
+  std::vector<float> ld = test::all_logits(*dense.value(), text);
+  std::vector<float> ls = test::all_logits(*sparse.value(), text);
   for (float v : ls) REQUIRE(std::isfinite(v));
   // q = 0.5 drops neurons, so the logits move, but not wildly.
   CHECK(max_abs_diff(ld, ls) > 0.0f);
@@ -280,7 +267,7 @@ TEST_CASE("a fitted predictor survives a GGUF round trip; LoadOptions q = 0 give
   all.ffn_q = 0.0;
   Result<std::shared_ptr<Model>> full = Model::load(dir.file("ffn.gguf"), all);
   REQUIRE(full.ok());
-  CHECK(max_abs_diff(ld, all_logits(*full.value(), text)) < 1e-4f);
+  CHECK(max_abs_diff(ld, test::all_logits(*full.value(), text)) < 1e-4f);
 }
 
 TEST_CASE("q lists parse; bad options are refused") {
