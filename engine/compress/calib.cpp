@@ -81,7 +81,8 @@ std::vector<float> matrix_f32(const TensorRef& t) {
 
 Result<TensorRef> make_matrix(const std::string& name, const float* w, int64_t rows, int64_t cols, DType type,
                               BufferStorage& storage) {
-  const bool ok_type = type == DType::kF32 || type == DType::kF16 || type == DType::kQ8_0 || type == DType::kI8R;
+  const bool ok_type = type == DType::kF32 || type == DType::kF16 || type == DType::kQ8_0 || type == DType::kI8R ||
+                       type == DType::kI1R;
   if (!ok_type) return Status::InvalidArgument(name + ": cannot store a matrix as " + dtype_name(type));
   if (type == DType::kQ8_0 && cols % kQK != 0) {
     return Status::InvalidArgument(name + ": q8_0 needs rows that are a multiple of 32, this one has " +
@@ -108,6 +109,7 @@ Result<TensorRef> make_matrix(const std::string& name, const float* w, int64_t r
       }
       case DType::kQ8_0: quantize_row_q8_0(src, reinterpret_cast<BlockQ8_0*>(row), cols); break;
       case DType::kI8R: quantize_row_i8r(src, row, cols); break;
+      case DType::kI1R: quantize_row_i1r(src, row, cols); break;
       default: break;
     }
   }

@@ -57,7 +57,8 @@ struct ProbeList : Probe {
 std::vector<float> matrix_f32(const TensorRef& t);
 
 // A new 2-D tensor `name` of `rows` x `cols` (ne {cols, rows}) from row-major f32 `w`, stored as
-// `type` (f32, f16, q8_0 when cols % 32 == 0, or i8r) in a buffer of `storage`.
+// `type` (f32, f16, q8_0 when cols % 32 == 0, i8r, or i1r: signs with a per-row scale) in a
+// buffer of `storage`.
 // Errors: InvalidArgument for another type or q8_0 with cols % 32 != 0.
 Result<TensorRef> make_matrix(const std::string& name, const float* w, int64_t rows, int64_t cols, DType type,
                               BufferStorage& storage);

@@ -13,6 +13,7 @@
 
 #include "engine/common/dtype.h"
 #include "engine/common/fp16.h"
+#include "engine/compress/calib.h"
 
 namespace rwkv::compress {
 
@@ -409,47 +410,6 @@ std::shared_ptr<BufferStorage> new_storage(ModelFile& mf) {
   return b;
 }
 
-TensorRef make_tensor(const std::string& name, DType type, int64_t cols, int64_t rows, BufferStorage& buf) {
-  TensorRef t;
-  t.name = name;
-  t.type = type;
-  t.n_dims = 2;
-  t.ne[0] = cols;
-  t.ne[1] = rows;
-  t.nbytes = dtype_row_bytes(type, cols) * (size_t)rows;
-  t.data = buf.add(t.nbytes);
-  return t;
-}
-
-// Encodes f32 rows into `t` (f32, f16 or i8r).
-void encode_rows(const float* src, TensorRef& t) {
-  const int64_t cols = t.ne[0], rows = t.ne[1];
-  uint8_t* dst = const_cast<uint8_t*>(t.data);
-  const size_t rb = dtype_row_bytes(t.type, cols);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* x = src + r * cols;
-    uint8_t* d = dst + (size_t)r * rb;
-    switch (t.type) {
-      case DType::kF32: std::memcpy(d, x, rb); break;
-      case DType::kF16:
-        for (int64_t i = 0; i < cols; ++i) {
-          const uint16_t h = fp32_to_fp16(x[i]);
-          std::memcpy(d + 2 * i, &h, 2);
-        }
-        break;
-      case DType::kI8R: quantize_row_i8r(x, d, cols); break;
-      default: break;
-    }
-  }
-}
-
-std::vector<float> dequantize_matrix(const TensorRef& t) {
-  const int64_t cols = t.ne[0], rows = t.ne[1];
-  std::vector<float> out((size_t)(cols * rows));
-  const size_t rb = dtype_row_bytes(t.type, cols);
-  for (int64_t r = 0; r < rows; ++r) dequantize_row(t.type, t.data + (size_t)r * rb, out.data() + r * cols, cols);
-  return out;
-}
 
 }  // namespace
 
@@ -487,7 +447,7 @@ Status compress_ffn(ModelFile& mf, const std::vector<FfnLayerSamples>& samples, 
                                      std::to_string(C));
     }
     if (progress) progress(l, L, "layer " + std::to_string(l) + ": training the predictor");
-    const std::vector<float> k_f32 = dequantize_matrix(*wk);
+    const std::vector<float> k_f32 = matrix_f32(*wk);
     // W_v^T keeps its type where the sparse kernels read it (f32, f16, i8r); others become f16.
     const DType vt_type =
         (wv->type == DType::kF32 || wv->type == DType::kF16 || wv->type == DType::kI8R) ? wv->type : DType::kF16;
@@ -500,29 +460,28 @@ Status compress_ffn(ModelFile& mf, const std::vector<FfnLayerSamples>& samples, 
     if (!rep.sparse) continue;
 
     if (pred.n_top > 0 && pred.n_top < F) {
-      TensorRef t = make_tensor(p + "key.sign", DType::kI1R, C, F, *buf);
-      const size_t rb = dtype_row_bytes(DType::kI1R, C);
-      for (int64_t i = 0; i < F; ++i) quantize_row_i1r(k_f32.data() + i * C, const_cast<uint8_t*>(t.data) + i * rb, C);
-      out.add_tensor(std::move(t));
+      Result<TensorRef> t = make_matrix(p + "key.sign", k_f32.data(), F, C, DType::kI1R, *buf);
+      if (!t.ok()) return t.status();
+      out.add_tensor(std::move(t.value()));
     }
     if (pred.use_mlp) {
-      TensorRef t1 = make_tensor(p + "pred.w1", DType::kF16, C, pred.H, *buf);
-      encode_rows(pred.w1.data(), t1);
-      out.add_tensor(std::move(t1));
-      TensorRef t2 = make_tensor(p + "pred.w2", DType::kF16, pred.H, F, *buf);
-      encode_rows(pred.w2.data(), t2);
-      out.add_tensor(std::move(t2));
+      Result<TensorRef> t1 = make_matrix(p + "pred.w1", pred.w1.data(), pred.H, C, DType::kF16, *buf);
+      if (!t1.ok()) return t1.status();
+      out.add_tensor(std::move(t1.value()));
+      Result<TensorRef> t2 = make_matrix(p + "pred.w2", pred.w2.data(), F, pred.H, DType::kF16, *buf);
+      if (!t2.ok()) return t2.status();
+      out.add_tensor(std::move(t2.value()));
     }
     {
       // W_v [C x F] -> W_v^T [F x C]: row i is neuron i's output column.
-      const std::vector<float> v = dequantize_matrix(*wv);
+      const std::vector<float> v = matrix_f32(*wv);
       std::vector<float> vt((size_t)(F * C));
       for (int64_t c = 0; c < C; ++c) {
         for (int64_t i = 0; i < F; ++i) vt[(size_t)(i * C + c)] = v[(size_t)(c * F + i)];
       }
-      TensorRef t = make_tensor(p + "value_t.weight", vt_type, C, F, *buf);
-      encode_rows(vt.data(), t);
-      out.add_tensor(std::move(t));
+      Result<TensorRef> t = make_matrix(p + "value_t.weight", vt.data(), F, C, vt_type, *buf);
+      if (!t.ok()) return t.status();
+      out.add_tensor(std::move(t.value()));
       drop.push_back(p + "value.weight");
     }
     const std::string m = "rwkv_edge.ffn." + std::to_string(l) + ".";
