@@ -30,6 +30,39 @@ EvalProgress make_progress(const char* what, bool enabled) {
   };
 }
 
+std::string fmt_bytes(double b) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.0f", b);
+  return buf;
+}
+
+void add_bytes_json(const WeightBytes& w, size_t file_estimate, nlohmann::json& out) {
+  out["weight_bytes_per_token"] = w.per_token;
+  out["weight_bytes_per_token_file_estimate"] = file_estimate;
+  out["weight_bytes"] = {{"embedding", w.embedding}, {"head", w.head}, {"ffn_sparse", w.ffn_sparse}, {"rest", w.rest}};
+  out["head_row_fraction"] = w.head_row_fraction;
+  out["head_clusters_per_token"] = w.head_clusters;
+  out["ffn_active_fraction"] = w.ffn_active;
+}
+
+void print_bytes(const WeightBytes& w, size_t file_estimate) {
+  std::printf("weight bytes/token: %s measured (file estimate %zu): head %s, sparse FFN %s, rest %s, embedding row %s\n",
+              fmt_bytes(w.per_token).c_str(), file_estimate, fmt_bytes(w.head).c_str(), fmt_bytes(w.ffn_sparse).c_str(),
+              fmt_bytes(w.rest).c_str(), fmt_bytes(w.embedding).c_str());
+  if (w.head_clusters > 0) {
+    std::printf("clustered head:   %.1f clusters, %.2f%% of head rows per token\n", w.head_clusters,
+                100.0 * w.head_row_fraction);
+  }
+  std::string layers;
+  for (size_t l = 0; l < w.ffn_active.size(); ++l) {
+    if (w.ffn_active[l] < 0) continue;
+    char buf[48];
+    std::snprintf(buf, sizeof(buf), "%s%zu:%.3f", layers.empty() ? "" : " ", l, w.ffn_active[l]);
+    layers += buf;
+  }
+  if (!layers.empty()) std::printf("FFN active:       %s (layer:fraction of neurons read)\n", layers.c_str());
+}
+
 }  // namespace
 
 int cmd_eval(int argc, char** argv) {
@@ -38,10 +71,16 @@ int cmd_eval(int argc, char** argv) {
               "file is tokenized once and fed from a fresh state; token t+1 is scored given tokens 0..t).\n"
               "With --reference B as well: mean KL(P_B || P_M) per token and top-1 agreement with model B.\n"
               "With --lambada FILE.jsonl: LAMBADA (OpenAI) last-word accuracy (every target token greedy)\n"
-              "and perplexity, as lm-evaluation-harness defines them.");
+              "and perplexity, as lm-evaluation-harness defines them.\n"
+              "On a text, the weight bytes the model touched per token are measured as the engine read them:\n"
+              "one embedding row, a clustered head's chosen rows, a sparse channel mix's active rows and the\n"
+              "predictors it ran, every other tensor in full. --head-* and --ffn-* override a compressed\n"
+              "model's run-time settings (the measured model only, not the reference).");
   std::string model, reference, text_file, lambada;
   int64_t threads = 0, chunk = 64, max_tokens = 0, max_items = 0;
   bool json_out = false, quiet = false;
+  double head_p_min = -1, ffn_q = -1, ffn_tau = -1;
+  int64_t head_k_min = -1, head_k_max = -1;
   p.add_string("--model", "M", "model to measure (default: the embedded default model)", &model);
   p.add_string("--reference", "B", "reference model for KL / top-1 agreement", &reference);
   p.add_string("--text-file", "F", "text for perplexity (or drift)", &text_file);
@@ -50,6 +89,14 @@ int cmd_eval(int argc, char** argv) {
   p.add_int("--max-items", "N", "use only the first N LAMBADA items (0 = all)", &max_items, 0, INT64_MAX);
   p.add_int("--chunk", "N", "tokens per forward pass", &chunk, 1, 4096);
   p.add_int("--threads", "N", "threads (0 = physical cores)", &threads, 0, 1024);
+  p.add_float("--head-p-min", "P", "clustered head: take clusters until their mass reaches P (1 = every cluster, "
+              "the dense logits; -1 = the file's)", &head_p_min, -1.0, 1.0);
+  p.add_int("--head-k-min", "N", "clustered head: at least N clusters (-1 = the file's)", &head_k_min, -1, INT64_MAX);
+  p.add_int("--head-k-max", "N", "clustered head: at most N clusters (-1 = the file's)", &head_k_max, -1, INT64_MAX);
+  p.add_float("--ffn-q", "Q", "sparse FFN layers: quantile q of the 1-bit predictor for every layer (0 = every "
+              "neuron, the dense result; -1 = the file's per layer)", &ffn_q, -1.0, 1.0);
+  p.add_float("--ffn-mlp-threshold", "T", "sparse FFN layers: MLP sigmoid threshold in (0, 1), 1 = MLP off "
+              "(-1 = the file's per layer)", &ffn_tau, -1.0, 1.0);
   p.add_flag("--json", "print the result as one JSON object", &json_out);
   p.add_flag("--quiet", "no progress on stderr", &quiet);
   if (int rc = parse_args(p, argc, argv); rc >= 0) return rc;
@@ -64,7 +111,13 @@ int cmd_eval(int argc, char** argv) {
   apply_threads(threads);
   Result<std::string> path = resolve_model_path(model);
   if (!path.ok()) return fail("eval", path.status());
-  Result<std::shared_ptr<Model>> m = load_model(path.value());
+  LoadOptions lo;
+  lo.head_p_min = head_p_min;
+  lo.head_k_min = head_k_min;
+  lo.head_k_max = head_k_max;
+  lo.ffn_q = ffn_q;
+  lo.ffn_mlp_threshold = ffn_tau;
+  Result<std::shared_ptr<Model>> m = load_model(path.value(), lo);
   if (!m.ok()) return fail("eval", m.status());
   Result<std::unique_ptr<Tokenizer>> tok = model_tokenizer(**m);
   if (!tok.ok()) return fail("eval", tok.status());
@@ -83,9 +136,13 @@ int cmd_eval(int argc, char** argv) {
     out["text_file"] = text_file;
     out["tokens"] = ids.size();
     out["bytes"] = bytes;
+    const size_t file_estimate = (*m)->weight_bytes_per_token();
     if (reference.empty()) {
+      BytesMeter meter(**m);
       Result<PerplexityResult> r = eval_perplexity(**m, ids, bytes, chunk, make_progress("eval", !quiet));
       if (!r.ok()) return fail("eval", r.status());
+      const WeightBytes wb = meter.result(r->tokens_scored);
+      add_bytes_json(wb, file_estimate, out);
       out["perplexity"] = r->perplexity;
       out["bits_per_byte"] = r->bits_per_byte;
       out["mean_nll"] = r->total_nll / (double)r->tokens_scored;
@@ -96,6 +153,7 @@ int cmd_eval(int argc, char** argv) {
         std::printf("perplexity:     %.4f per token (%" PRId64 " tokens scored)\n", r->perplexity, r->tokens_scored);
         std::printf("bits per byte:  %.4f\n", r->bits_per_byte);
         std::printf("speed:          %.1f tokens/s\n", (double)r->tokens_scored / r->seconds);
+        print_bytes(wb, file_estimate);
       }
     } else {
       Result<std::shared_ptr<Model>> ref = load_model(reference);
@@ -104,8 +162,11 @@ int cmd_eval(int argc, char** argv) {
           (*ref)->file().tokenizer.kind != (*m)->file().tokenizer.kind) {
         return fail("eval", Status::InvalidArgument(reference + ": the reference model has a different tokenizer"));
       }
+      BytesMeter meter(**m);
       Result<DriftResult> r = eval_drift(**m, **ref, ids, chunk, make_progress("drift", !quiet));
       if (!r.ok()) return fail("eval", r.status());
+      const WeightBytes wb = meter.result(r->tokens);
+      add_bytes_json(wb, file_estimate, out);
       out["reference"] = reference;
       out["mean_kl"] = r->mean_kl;
       out["top1_agreement"] = r->top1_agreement;
@@ -116,6 +177,7 @@ int cmd_eval(int argc, char** argv) {
         std::printf("mean KL(ref||m):  %.6f nats per token\n", r->mean_kl);
         std::printf("top-1 agreement:  %.4f\n", r->top1_agreement);
         std::printf("perplexity:       %.4f (reference %.4f)\n", r->model_perplexity, r->reference_perplexity);
+        print_bytes(wb, file_estimate);
       }
     }
   } else {

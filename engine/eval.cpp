@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <string>
+
+#include "engine/models/head.h"
 
 namespace rwkv {
 namespace {
@@ -108,6 +112,69 @@ bool split_lambada(const std::string& text, std::string* context, std::string* t
   *context = text.substr(0, sp);
   *target = text.substr(sp);  // " word"
   return true;
+}
+
+BytesMeter::BytesMeter(const Model& m) : m_(m) {
+  m_.set_probe(this);
+  if (m_.clustered_head() != nullptr) m_.clustered_head()->reset_stats();
+}
+
+BytesMeter::~BytesMeter() { m_.set_probe(nullptr); }
+
+void BytesMeter::on_rows_read(const std::string& tensor, int64_t rows, int64_t of) {
+  if (of > 0) read_[tensor] += (double)rows / (double)of;
+}
+
+WeightBytes BytesMeter::result(int64_t tokens) const {
+  WeightBytes w;
+  const ModelFile& mf = m_.file();
+  const double n = (double)std::max<int64_t>(1, tokens);
+  const ClusteredHead* ch = m_.clustered_head();
+  if (ch != nullptr) {
+    const ClusterHeadStats st = ch->stats();
+    if (st.rows > 0) {
+      w.head_row_fraction = (double)st.head_rows / ((double)st.rows * (double)ch->n_vocab());
+      w.head_clusters = (double)st.clusters / (double)st.rows;
+    }
+  }
+  w.ffn_active.assign((size_t)m_.hparams().n_layer, -1.0);
+  for (const TensorRef& t : mf.tensors) {
+    const std::string& name = t.name;
+    const double bytes = (double)t.nbytes;
+    if (name == "emb.weight") {
+      w.embedding = t.ne[1] > 0 ? bytes / (double)t.ne[1] : bytes;
+      continue;
+    }
+    const bool is_head = name == "head.weight" || name.rfind("head.cluster.", 0) == 0;
+    if (name == "head.weight" && ch != nullptr) {
+      w.head += bytes * w.head_row_fraction;
+      continue;
+    }
+    if (is_head) {
+      w.head += bytes;
+      continue;
+    }
+    // A tensor of a layer whose channel mix is sparse: counted by what the engine reported.
+    const size_t ffn = name.find(".ffn.");
+    const bool sparse_layer =
+        ffn != std::string::npos && name.rfind("blocks.", 0) == 0 && mf.find(name.substr(0, ffn) + ".ffn.value_t.weight") != nullptr;
+    const bool sparse_part =
+        sparse_layer && (name.find(".ffn.key.") != std::string::npos || name.find(".ffn.pred.") != std::string::npos ||
+                         name.find(".ffn.value_t.") != std::string::npos);
+    if (sparse_part) {
+      auto it = read_.find(name);
+      const double frac = it == read_.end() ? 0.0 : it->second / n;
+      w.ffn_sparse += bytes * frac;
+      if (name.find(".ffn.value_t.") != std::string::npos) {
+        const int64_t layer = std::atoll(name.c_str() + 7);
+        if (layer >= 0 && layer < (int64_t)w.ffn_active.size()) w.ffn_active[(size_t)layer] = frac;
+      }
+      continue;
+    }
+    w.rest += bytes;
+  }
+  w.per_token = w.embedding + w.head + w.ffn_sparse + w.rest;
+  return w;
 }
 
 Result<LambadaResult> eval_lambada(const Model& m, const std::vector<LambadaItem>& items, const EvalProgress& progress) {

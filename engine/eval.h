@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -69,5 +70,44 @@ bool split_lambada(const std::string& text, std::string* context, std::string* t
 
 // log-softmax helpers (double accumulation).
 double log_sum_exp(const float* logits, int64_t n);
+
+// Weight bytes a model touched per token over an evaluation, as the engine read them: every
+// tensor once per token, except the embedding (one row), a clustered head's head.weight (the rows
+// of the chosen clusters, counted by ClusteredHead::stats()) and the tensors the sparse channel
+// mix reads in part (W_k rows, W_v^T rows and the predictors, counted through
+// Probe::on_rows_read: a predictor that went unused counts 0).
+struct WeightBytes {
+  double per_token = 0;        // the total
+  double embedding = 0;        // one row of emb.weight
+  double head = 0;             // head.weight (measured rows when clustered) + head.cluster.*
+  double ffn_sparse = 0;       // sparse layers' W_k, W_v^T, 1-bit copies and MLPs
+  double rest = 0;             // everything else (read in full)
+  double head_row_fraction = 1;  // head rows computed / (tokens x n_vocab); 1 for a dense head
+  double head_clusters = 0;      // mean clusters chosen per token (0 for a dense head)
+  // Per layer with a sparse channel mix: mean fraction of neurons read (-1: dense layer).
+  std::vector<double> ffn_active;
+};
+
+// Installed as `m`'s probe (Model::set_probe) for its lifetime; also resets the clustered
+// head's counters. Only one meter per model at a time, and the model must not be used by other
+// threads meanwhile (Probe rules).
+class BytesMeter : public Probe {
+ public:
+  explicit BytesMeter(const Model& m);
+  ~BytesMeter() override;
+  BytesMeter(const BytesMeter&) = delete;
+  BytesMeter& operator=(const BytesMeter&) = delete;
+
+  void on_linear(const std::string&, const float*, int64_t, int64_t, const float*, int64_t) override {}
+  void on_rows_read(const std::string& tensor, int64_t rows, int64_t of) override;
+
+  // The bytes per token after the model was fed `tokens` tokens (each with its logits computed,
+  // as eval_perplexity / eval_drift do). REQUIRES: tokens > 0.
+  WeightBytes result(int64_t tokens) const;
+
+ private:
+  const Model& m_;
+  std::map<std::string, double> read_;  // tensor -> Σ rows/of over the reports
+};
 
 }  // namespace rwkv

@@ -68,6 +68,11 @@ struct Probe {
   // the relu). Both are valid only during the call.
   virtual void on_linear(const std::string& name, const float* x, int64_t T, int64_t in, const float* y,
                          int64_t out) = 0;
+  // Called by the paths that read only some rows of a matrix (the sparse channel mix), once per
+  // input row and tensor: `rows` of the `of` rows of tensor `tensor` (a file tensor name, e.g.
+  // "blocks.3.ffn.value_t.weight") were read for that row; 0 when a predictor went unused.
+  // rwkv-edge eval measures the weight bytes touched per token with it. Default: ignored.
+  virtual void on_rows_read(const std::string& tensor, int64_t rows, int64_t of) {}
 };
 
 class ClusteredHead;

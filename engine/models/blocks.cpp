@@ -113,6 +113,27 @@ void ffn_active_set(const FfnSparse& sp, int64_t F, const float* scores, const f
   active.resize(n);
 }
 
+// Tells the probe which rows of the layer's FFN tensors one row of the sparse channel mix read
+// (rwkv-edge eval counts the weight bytes touched per token with it).
+static void report_ffn_rows(const LayerWeights& lw, bool use_sign, bool use_mlp, bool direct, int64_t n_active,
+                            int64_t F, Probe& p) {
+  const FfnSparse& sp = lw.ffn_sparse;
+  const std::string& key = lw.ffn_k.name;  // "blocks.N.ffn.key"
+  const std::string ffn = key.substr(0, key.size() - 3);
+  if (sp.sign.data != nullptr) p.on_rows_read(key + ".sign", use_sign ? F : 0, F);
+  if (sp.w1.data != nullptr) {
+    p.on_rows_read(ffn + "pred.w1", use_mlp ? sp.w1.rows : 0, sp.w1.rows);
+    p.on_rows_read(ffn + "pred.w2", use_mlp ? F : 0, F);
+  }
+  if (lw.ffn_k.factored()) {
+    p.on_rows_read(key + ".lr_a", lw.ffn_k.a.rows, lw.ffn_k.a.rows);
+    p.on_rows_read(key + ".lr_b", F, F);
+  } else {
+    p.on_rows_read(key + ".weight", direct ? n_active : F, F);
+  }
+  p.on_rows_read(ffn + "value_t.weight", n_active, F);
+}
+
 void channel_mix_sparse_kv(const Hparams& hp, const LayerWeights& lw, const float* xk, int64_t T, float* out,
                            Scratch& s) {
   const kern::Kernels& k = kern::kernels();
@@ -145,6 +166,7 @@ void channel_mix_sparse_kv(const Hparams& hp, const LayerWeights& lw, const floa
   for (int64_t t = 0; t < T; ++t) {
     ffn_active_set(sp, F, use_sign ? scores + t * F : nullptr, use_mlp ? logits + t * F : nullptr, active, mark);
     const int64_t n = (int64_t)active.size();
+    if (s.probe != nullptr) report_ffn_rows(lw, use_sign, use_mlp, direct, n, F, *s.probe);
     // h_j = relu(W_k[active_j] · xk)^2
     if (direct) {
       k.gemv_rows(lw.ffn_k.w, active.data(), n, xk + t * C, h);

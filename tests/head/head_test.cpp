@@ -14,6 +14,7 @@
 #include "tests/common/model_logits.h"
 #include "engine/compress/calib.h"
 #include "engine/compress/head_cluster.h"
+#include "engine/eval.h"
 #include "engine/model.h"
 #include "engine/models/head.h"
 #include "tests/common/test_util.h"
@@ -373,4 +374,41 @@ TEST_CASE("tiny golden model with a clustered head at p_min = 1 reproduces its d
 }
 
 }  // namespace
+}  // namespace rwkv
+
+namespace rwkv {
+
+TEST_CASE("BytesMeter counts the clustered head's chosen rows from its statistics") {
+  TinyCase tc = compress_tiny("tiny-rwkv-5v2-730K-FP32.bin", 10, 0.5f);
+  auto cm = Model::from_file(tc.compressed, {});
+  REQUIRE_MESSAGE(cm.ok(), cm.status().to_string());
+  const ClusteredHead* ch = cm.value()->clustered_head();
+  REQUIRE(ch != nullptr);
+  const std::vector<int32_t> toks = {0x22, 0x69, 0x6E, 0x20, 0x74, 0x68, 0x65, 0x20, 0x62, 0x69, 0x67};
+  BytesMeter meter(*cm.value());
+  Result<PerplexityResult> r = eval_perplexity(*cm.value(), toks, (int64_t)toks.size(), 3, nullptr);
+  REQUIRE(r.ok());
+  const WeightBytes w = meter.result(r->tokens_scored);
+  const ClusterHeadStats st = ch->stats();
+  REQUIRE(st.rows == (uint64_t)r->tokens_scored);
+  CHECK(w.head_row_fraction == doctest::Approx((double)st.head_rows / ((double)st.rows * (double)ch->n_vocab())));
+  CHECK(w.head_row_fraction < 1.0);
+  CHECK(w.head_clusters == doctest::Approx((double)st.clusters / (double)st.rows));
+  const ModelFile& mf = cm.value()->file();
+  double cluster_bytes = 0;
+  for (const TensorRef& t : mf.tensors) {
+    if (t.name.rfind("head.cluster.", 0) == 0) cluster_bytes += (double)t.nbytes;
+  }
+  CHECK(w.head == doctest::Approx((double)mf.find("head.weight")->nbytes * w.head_row_fraction + cluster_bytes));
+
+  // p_min = 1 at load: every head row.
+  LoadOptions all;
+  all.head_p_min = 1.0;
+  auto full = Model::from_file(tc.compressed, all);
+  REQUIRE(full.ok());
+  BytesMeter meter_full(*full.value());
+  REQUIRE(eval_perplexity(*full.value(), toks, (int64_t)toks.size(), 3, nullptr).ok());
+  CHECK(meter_full.result((int64_t)toks.size() - 1).head_row_fraction == doctest::Approx(1.0));
+}
+
 }  // namespace rwkv

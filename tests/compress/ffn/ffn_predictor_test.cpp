@@ -13,6 +13,7 @@
 #include "engine/common/fp16.h"
 #include "engine/compress/calib.h"
 #include "engine/compress/ffn_predictor.h"
+#include "engine/eval.h"
 #include "engine/model.h"
 #include "engine/models/blocks.h"
 #include "kernels/kernels.h"
@@ -286,4 +287,62 @@ TEST_CASE("q lists parse; bad options are refused") {
 }
 
 }  // namespace
+}  // namespace rwkv
+
+namespace rwkv {
+namespace {
+
+// Bytes per token measured by BytesMeter over a short text (tokens fed = ids.size() - 1).
+WeightBytes measured_bytes(const Model& m, const std::vector<int32_t>& ids) {
+  BytesMeter meter(m);
+  Result<PerplexityResult> r = eval_perplexity(m, ids, (int64_t)ids.size(), 4, nullptr);
+  REQUIRE(r.ok());
+  return meter.result(r->tokens_scored);
+}
+
+}  // namespace
+
+TEST_CASE("BytesMeter counts the rows the sparse channel mix read, and the predictors only when used") {
+  const char* file = "tiny-rwkv-5v2-730K-FP32.bin";
+  const std::vector<int32_t> text = byte_tokens("bytes touched per token, measured as the engine reads them");
+  Result<std::shared_ptr<Model>> dense = Model::load(test::tiny_model(file), {});
+  REQUIRE(dense.ok());
+  // Dense: every tensor once, one embedding row: the file's static count.
+  const WeightBytes wd = measured_bytes(*dense.value(), text);
+  CHECK(wd.per_token == doctest::Approx((double)dense.value()->weight_bytes_per_token()));
+  CHECK(wd.ffn_sparse == 0.0);
+  for (double a : wd.ffn_active) CHECK(a == -1.0);
+
+  FfnOptions opt;
+  opt.q = {0.5};
+  opt.mlp = false;
+  std::vector<FfnLayerReport> rep;
+  ModelFile mf = compress_tiny(file, opt, &rep);
+  REQUIRE(finalize_model_file(mf, true).ok());
+  const int64_t F = mf.hparams.n_ffn, L = mf.hparams.n_layer;
+  const double n_top = (double)(F - (int64_t)std::llround(0.5 * (double)F));
+  Result<std::shared_ptr<Model>> sparse = Model::from_file(mf, {});
+  REQUIRE(sparse.ok());
+  const WeightBytes ws = measured_bytes(*sparse.value(), text);
+  double kv = 0, sign = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    CHECK(ws.ffn_active[(size_t)l] == doctest::Approx(n_top / (double)F));
+    const std::string p = "blocks." + std::to_string(l) + ".ffn.";
+    kv += (double)(mf.find(p + "key.weight")->nbytes + mf.find(p + "value_t.weight")->nbytes);
+    sign += (double)mf.find(p + "key.sign")->nbytes;
+  }
+  // W_k and W_v^T: the top n_top rows; the 1-bit copies in full.
+  CHECK(ws.ffn_sparse == doctest::Approx(kv * n_top / (double)F + sign));
+  CHECK(ws.per_token == doctest::Approx(wd.per_token - kv * (1.0 - n_top / (double)F) + sign));
+
+  // q = 0 at load: every neuron, the 1-bit copy is never computed, so it is not counted.
+  LoadOptions all;
+  all.ffn_q = 0.0;
+  Result<std::shared_ptr<Model>> full = Model::from_file(mf, all);
+  REQUIRE(full.ok());
+  const WeightBytes wf = measured_bytes(*full.value(), text);
+  for (int64_t l = 0; l < L; ++l) CHECK(wf.ffn_active[(size_t)l] == doctest::Approx(1.0));
+  CHECK(wf.per_token == doctest::Approx(wd.per_token));
+}
+
 }  // namespace rwkv
