@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <set>
 
 #include "engine/common/fp16.h"
 #include "engine/models/blocks.h"
@@ -34,17 +36,30 @@ Result<std::shared_ptr<Model>> Model::from_file(ModelFile mf, const LoadOptions&
 namespace {
 
 // Builds the engine's view of one tensor. Vectors become f32 copies; matrices stay in place
-// (any weight type) unless they must be dequantised.
+// (any weight type) unless they must be dequantised. With a weight store (`src` set, issue 7)
+// nothing is read through the file's map: vectors and resident matrices are read with pread
+// into memory the model owns, and the matrices in `streamed` keep a view of the map that is
+// only used for its shape and type (their rows come from the caches).
 class Binder {
  public:
-  Binder(const ModelFile& mf, std::vector<std::vector<float>>& owned, bool dequantize)
-      : mf_(mf), owned_(owned), dequantize_(dequantize) {}
+  Binder(const ModelFile& mf, std::vector<std::vector<float>>& owned, bool dequantize,
+         const store::TensorSource* src = nullptr, const std::set<std::string>* streamed = nullptr,
+         std::vector<store::AnonBuffer>* resident = nullptr)
+      : mf_(mf), owned_(owned), dequantize_(dequantize), src_(src), streamed_(streamed), resident_(resident) {}
 
   Status vec(const std::string& name, const float** out) {
     const TensorRef* t = mf_.find(name);
     if (t == nullptr) return Status::Corruption(mf_.path + ": tensor '" + name + "' is missing");
+    const uint8_t* data = t->data;
+    std::vector<uint8_t> tmp;
+    if (src_ != nullptr) {
+      tmp.resize(t->nbytes);
+      Status st = src_->read(*t, 0, t->nbytes, tmp.data());
+      if (!st.ok()) return st;
+      data = tmp.data();
+    }
     owned_.emplace_back((size_t)t->n_elements());
-    dequantize_row(t->type, t->data, owned_.back().data(), t->n_elements());
+    dequantize_row(t->type, data, owned_.back().data(), t->n_elements());
     *out = owned_.back().data();
     return Status::OK();
   }
@@ -71,6 +86,11 @@ class Binder {
     v.cols = t->ne[0];
     v.rows = t->ne[1];
     const uint8_t* base = t->data;
+    if (src_ != nullptr && (streamed_ == nullptr || streamed_->count(name) == 0)) {
+      Result<const uint8_t*> copy = resident_copy(*t);
+      if (!copy.ok()) return copy.status();
+      base = copy.value();
+    }
     if (slice >= 0) base += (size_t)slice * dtype_row_bytes(t->type, v.cols) * (size_t)v.rows;
     v.data = base;
     const bool quant = v.type != DType::kF32 && v.type != DType::kF16 && v.type != DType::kQ8_0;
@@ -107,9 +127,28 @@ class Binder {
   }
 
  private:
+  // Tensor t read whole into an anonymous buffer the model keeps (once per tensor: the v6
+  // time_maa_w2 slices share one copy).
+  Result<const uint8_t*> resident_copy(const TensorRef& t) {
+    auto it = copies_.find(t.name);
+    if (it != copies_.end()) return it->second;
+    store::AnonBuffer buf(t.nbytes);
+    if (!buf.ok()) return Status::ResourceExhausted(mf_.path + ": tensor '" + t.name + "': out of memory");
+    Status st = src_->read(t, 0, t.nbytes, buf.data());
+    if (!st.ok()) return st;
+    const uint8_t* p = buf.data();
+    resident_->push_back(std::move(buf));
+    copies_[t.name] = p;
+    return p;
+  }
+
   const ModelFile& mf_;
   std::vector<std::vector<float>>& owned_;
   bool dequantize_;
+  const store::TensorSource* src_;
+  const std::set<std::string>* streamed_;
+  std::vector<store::AnonBuffer>* resident_;
+  std::map<std::string, const uint8_t*> copies_;
 };
 
 // A metadata number, or `fallback` when the key is absent or not a number.
@@ -162,10 +201,97 @@ Status bind_ffn_sparse(Binder& b, const ModelFile& mf, const Hparams& hp, const 
   return Status::OK();
 }
 
+// The tensors a weight store streams instead of holding whole (issue 7): the embedding, a
+// clustered head's rows, and each sparse FFN layer's W_v^T and W_k (W_k only when the sparse
+// kernels read its type; otherwise it is resident and computed whole).
+std::set<std::string> streamed_tensors(const ModelFile& mf, const Hparams& hp) {
+  std::set<std::string> s{"emb.weight"};
+  if (ClusteredHead::present(mf)) s.insert("head.weight");
+  for (int64_t l = 0; l < hp.n_layer; ++l) {
+    const std::string p = "blocks." + std::to_string(l) + ".ffn.";
+    if (mf.find(p + "value_t.weight") == nullptr) continue;
+    s.insert(p + "value_t.weight");
+    const TensorRef* k = mf.find(p + "key.weight");
+    if (k != nullptr && kern::sparse_supports(k->type)) s.insert(p + "key.weight");
+  }
+  return s;
+}
+
+// What the planner needs to know about the model under a weight store.
+store::StoreLayout store_layout(const ModelFile& mf, const Hparams& hp, const LoadOptions& opt,
+                                const std::set<std::string>& streamed) {
+  store::StoreLayout L;
+  const int64_t C = hp.n_embd, F = hp.n_ffn, V = hp.n_vocab;
+  L.n_vocab = V;
+  for (const TensorRef& t : mf.tensors) {
+    if (streamed.count(t.name) != 0) continue;
+    int non_unit = 0;
+    for (int d = 0; d < 4; ++d) non_unit += t.ne[d] > 1;
+    // Vectors become f32 copies; matrices are read as they are.
+    L.resident_bytes += non_unit <= 1 ? (size_t)t.n_elements() * sizeof(float) : t.nbytes;
+  }
+  if (const TensorRef* emb = mf.find("emb.weight")) L.emb_row_bytes = dtype_row_bytes(emb->type, emb->ne[0]);
+  for (int64_t l = 0; l < hp.n_layer; ++l) {
+    const std::string p = "blocks." + std::to_string(l) + ".ffn.";
+    const TensorRef* v = mf.find(p + "value_t.weight");
+    if (v == nullptr) continue;
+    store::StoreLayout::FfnLayer f;
+    f.layer = l;
+    f.n_ffn = v->ne[1];
+    f.neuron_bytes = dtype_row_bytes(v->type, v->ne[0]);
+    if (streamed.count(p + "key.weight") != 0) {
+      const TensorRef* k = mf.find(p + "key.weight");
+      f.neuron_bytes += dtype_row_bytes(k->type, k->ne[0]);
+    }
+    const std::string m = "rwkv_edge.ffn." + std::to_string(l) + ".";
+    f.expected_active = std::clamp(meta_number(mf, m + "active", 1.0), 0.0, 1.0);
+    if (opt.ffn_q >= 0) f.expected_active = std::max(f.expected_active, 1.0 - std::min(1.0, opt.ffn_q));
+    L.ffn.push_back(f);
+  }
+  if (ClusteredHead::present(mf)) {
+    const TensorRef* h = mf.find("head.weight");
+    if (h != nullptr) {
+      L.head_bytes = h->nbytes;
+      L.largest_cluster_bytes = h->nbytes;  // unless the offsets say better
+      const size_t row = dtype_row_bytes(h->type, h->ne[0]);
+      std::vector<int32_t> off;
+      if (read_int_tensor(mf, "head.cluster.offsets", 0, V, &off).ok() && off.size() >= 2) {
+        int64_t largest = 0;
+        for (size_t c = 0; c + 1 < off.size(); ++c) largest = std::max<int64_t>(largest, off[c + 1] - off[c]);
+        L.largest_cluster_bytes = (size_t)largest * row;
+      }
+      L.head_row_fraction = opt.head_p_min < 0 ? std::clamp(meta_number(mf, kHeadRowFractionKey, 1.0), 0.0, 1.0) : 1.0;
+      // The clustered head's token map, offsets and log sizes.
+      L.resident_bytes += (size_t)V * sizeof(int32_t) + off.size() * 3 * sizeof(float);
+    }
+  }
+  L.state_bytes = State(hp).size_bytes();
+  // Scratch of forward_chunk per row: the 16 T x width buffers of detail::Scratch (time mix
+  // and channel mix, about 18 C + 5 F floats), plus the logits the callers keep (2 V floats).
+  L.scratch_bytes_per_row = sizeof(float) * (size_t)(18 * C + 5 * F);
+  L.scratch_bytes_fixed = sizeof(float) * (size_t)(2 * V);
+  return L;
+}
+
 }  // namespace
 
 Status Model::build(const LoadOptions& opt) {
-  Binder b(mf_, owned_, opt.dequantize);
+  // Under a memory budget, plan first: a budget too small is refused before anything is read.
+  std::set<std::string> streamed;
+  if (opt.mem_budget > 0) {
+    source_ = std::make_unique<store::TensorSource>(store::TensorSource::from(mf_));
+    streamed = streamed_tensors(mf_, hp_);
+    store::PlanRequest req;
+    req.budget = opt.mem_budget;
+    req.states = std::max<int64_t>(1, opt.budget_states);
+    req.chunk_rows = std::max<int64_t>(1, opt.budget_chunk_rows);
+    Result<store::MemoryPlan> plan = store::plan_memory(store_layout(mf_, hp_, opt, streamed), req);
+    if (!plan.ok()) return plan.status().with_context(mf_.path);
+    plan_ = std::move(plan).value();
+    mem_budget_ = opt.mem_budget;
+    max_chunk_rows = req.chunk_rows;
+  }
+  Binder b(mf_, owned_, opt.dequantize, source_.get(), &streamed, &resident_);
   // Vectors are bound before any vector push_back could move them: owned_ holds vectors of
   // floats, and moving the outer vector keeps inner buffers, so pointers stay valid.
   Status st;
@@ -288,7 +414,53 @@ Status Model::build(const LoadOptions& opt) {
       }
     }
   }
-  return st;
+  if (!st.ok() || mem_budget_ == 0) return st;
+  return build_store(streamed);
+}
+
+Status Model::build_store(const std::set<std::string>& streamed) {
+  const store::TensorSource* src = source_.get();
+  emb_cache_ = std::make_unique<store::EmbeddingCache>(src, *mf_.find("emb.weight"), plan_.emb_rows);
+  size_t i = 0;
+  for (int64_t l = 0; l < hp_.n_layer; ++l) {
+    detail::FfnSparse& sp = layers_[(size_t)l].ffn_sparse;
+    if (!sp.enabled) continue;
+    const std::string p = "blocks." + std::to_string(l) + ".ffn.";
+    const TensorRef* key = streamed.count(p + "key.weight") != 0 ? mf_.find(p + "key.weight") : nullptr;
+    if (i >= plan_.ffn_neurons.size()) return Status::Internal("memory plan: fewer FFN layers than the model has");
+    ffn_caches_.push_back(
+        std::make_unique<store::NeuronCache>(src, key, *mf_.find(p + "value_t.weight"), plan_.ffn_neurons[i++]));
+    sp.cache = ffn_caches_.back().get();
+  }
+  if (cluster_head_ != nullptr) {
+    head_cache_ = std::make_unique<store::ClusterCache>(src, *mf_.find("head.weight"), cluster_head_->offsets(),
+                                                        plan_.head_cache_bytes);
+    Status st = cluster_head_->use_store(*src, head_cache_.get(), &resident_);
+    if (!st.ok()) return st;
+  }
+  // Pages of the map touched while loading (header, tokenizer, head offsets) leave the
+  // resident set; from now on the file is only read with pread.
+  src->release_pages();
+  return Status::OK();
+}
+
+store::StoreStats Model::store_stats() const {
+  store::StoreStats s;
+  if (mem_budget_ == 0) return s;
+  s.enabled = true;
+  s.budget = mem_budget_;
+  s.resident_bytes = 0;
+  for (const store::AnonBuffer& b : resident_) s.resident_bytes += b.size();
+  if (emb_cache_) s.emb = emb_cache_->stats();
+  for (const auto& c : ffn_caches_) s.ffn += c->stats();
+  if (head_cache_) s.head = head_cache_->stats();
+  return s;
+}
+
+void Model::reset_store_stats() const {
+  if (emb_cache_) emb_cache_->reset_stats();
+  for (const auto& c : ffn_caches_) c->reset_stats();
+  if (head_cache_) head_cache_->reset_stats();
 }
 
 size_t Model::weight_bytes_per_token() const {
@@ -411,7 +583,12 @@ Status Model::forward_chunk(Segment* segs, size_t n_segs) const {
   // x = LN0(emb[token])
   const kern::Kernels& k = kern::kernels();
   for (int64_t t = 0; t < T; ++t) {
-    k.get_row(emb_, tokens[(size_t)t], tmp + t * C);
+    if (emb_cache_ != nullptr) {
+      Status st = emb_cache_->get_row(tokens[(size_t)t], tmp + t * C);
+      if (!st.ok()) return st;
+    } else {
+      k.get_row(emb_, tokens[(size_t)t], tmp + t * C);
+    }
     detail::layer_norm(tmp + t * C, x + t * C, C, ln0_w_, ln0_b_);
   }
   for (int64_t l = 0; l < hp_.n_layer; ++l) {
@@ -427,7 +604,8 @@ Status Model::forward_chunk(Segment* segs, size_t n_segs) const {
     }
     // x += ChannelMix(LN2(x))
     for (int64_t t = 0; t < T; ++t) detail::layer_norm(x + t * C, tmp + t * C, C, lw.ln2_w, lw.ln2_b);
-    detail::channel_mix(hp_, lw, rows, l, tmp, x, s);
+    Status st = detail::channel_mix(hp_, lw, rows, l, tmp, x, s);
+    if (!st.ok()) return st;
     if (hp_.rescale_every > 0 && (l + 1) % hp_.rescale_every == 0) {
       for (int64_t i = 0; i < T * C; ++i) x[i] *= 0.5f;
     }
@@ -456,7 +634,8 @@ Status Model::forward_chunk(Segment* segs, size_t n_segs) const {
   if (cluster_head_ != nullptr) {
     // Clustered head: exact logits for the likely clusters, pseudo-logits for the rest,
     // written straight into the callers' buffers in token order (engine/models/head.h).
-    cluster_head_->compute(tmp, n, dst.data());
+    Status st = cluster_head_->compute_checked(tmp, n, dst.data());
+    if (!st.ok()) return st;
     if (s.probe != nullptr) {
       std::vector<float> out((size_t)(n * V));
       for (int64_t i = 0; i < n; ++i) std::memcpy(out.data() + i * V, dst[(size_t)i], (size_t)V * sizeof(float));

@@ -10,18 +10,28 @@
 // and every matrix is read once for all of them, so prefill chunks and batched decode of many
 // sessions share one code path. Only the recurrences run row by row.
 //
-// Thread-safety: a Model is immutable after load; forward() may run concurrently from several
-// threads on different States.
+// Memory budget (issue 7): with LoadOptions::mem_budget > 0 the weights are served by a weight
+// store (engine/store/weight_store.h): matrices every step needs are read whole into memory the
+// model owns, the embedding rows, the sparse FFN layers' neurons and the clustered head's
+// clusters are read from the file on demand into LRU caches sized by the planner
+// (engine/store/planner.h). The logits are bit-identical either way. Without a budget every
+// tensor stays in the file's memory map, as before.
+//
+// Thread-safety: a Model is immutable after load apart from its caches (each behind its own
+// mutex) and statistics; forward() may run concurrently from several threads on different States.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "engine/common/status.h"
 #include "engine/formats/model_file.h"
 #include "engine/state.h"
+#include "engine/store/planner.h"
+#include "engine/store/weight_store.h"
 #include "kernels/kernels.h"
 
 namespace rwkv {
@@ -43,6 +53,14 @@ struct LoadOptions {
   // copy (blocks.N.ffn.key.sign). Default: -1 (the file's rwkv_edge.ffn.N.q / .mlp_threshold).
   double ffn_q = -1;
   double ffn_mlp_threshold = -1;
+  // Memory budget in bytes for the model's weights, caches, `budget_states` sessions' states
+  // and the scratch of `budget_chunk_rows`-row chunks (issue 7; the planner splits it).
+  // 0 = no budget: every tensor is used in place in the file's memory map. Loading fails with
+  // ResourceExhausted, naming the minimum, when the budget cannot hold the resident part.
+  // Defaults: 0, 1, 64 (max_chunk_rows is set to budget_chunk_rows under a budget).
+  size_t mem_budget = 0;
+  int64_t budget_states = 1;
+  int64_t budget_chunk_rows = 64;
 };
 
 // Which logits a segment wants.
@@ -113,9 +131,17 @@ class Model {
   // clusters chosen and head rows computed per token.
   const ClusteredHead* clustered_head() const { return cluster_head_.get(); }
 
+  // Weight store counters (issue 7): hits, misses and bytes read per cache since load or the
+  // last reset; `enabled` is false (all zero) without a memory budget. Thread-safe.
+  store::StoreStats store_stats() const;
+  void reset_store_stats() const;
+  // How the budget was split; null without a budget.
+  const store::MemoryPlan* memory_plan() const { return mem_budget_ > 0 ? &plan_ : nullptr; }
+
  private:
   Model() = default;
   Status build(const LoadOptions& opt);
+  Status build_store(const std::set<std::string>& streamed);
   Status forward_chunk(Segment* segs, size_t n_segs) const;
 
   ModelFile mf_;
@@ -130,6 +156,15 @@ class Model {
   const float* ln_out_w_ = nullptr;
   const float* ln_out_b_ = nullptr;
   std::vector<detail::LayerWeights> layers_;
+
+  // Weight store (only with a memory budget). Constant after load; the caches lock themselves.
+  size_t mem_budget_ = 0;
+  store::MemoryPlan plan_;
+  std::unique_ptr<store::TensorSource> source_;
+  std::vector<store::AnonBuffer> resident_;  // resident tensors read from the file
+  std::unique_ptr<store::EmbeddingCache> emb_cache_;
+  std::vector<std::unique_ptr<store::NeuronCache>> ffn_caches_;
+  std::unique_ptr<store::ClusterCache> head_cache_;
 };
 
 }  // namespace rwkv

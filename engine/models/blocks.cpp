@@ -134,8 +134,8 @@ static void report_ffn_rows(const LayerWeights& lw, bool use_sign, bool use_mlp,
   p.on_rows_read(ffn + "value_t.weight", n_active, F);
 }
 
-void channel_mix_sparse_kv(const Hparams& hp, const LayerWeights& lw, const float* xk, int64_t T, float* out,
-                           Scratch& s) {
+Status channel_mix_sparse_kv(const Hparams& hp, const LayerWeights& lw, const float* xk, int64_t T, float* out,
+                             Scratch& s) {
   const kern::Kernels& k = kern::kernels();
   const FfnSparse& sp = lw.ffn_sparse;
   const int64_t C = hp.n_embd, F = hp.n_ffn;
@@ -154,7 +154,10 @@ void channel_mix_sparse_kv(const Hparams& hp, const LayerWeights& lw, const floa
   }
   // W_k rows through gemv_rows when the kernels read its type; otherwise (factored or a type
   // without sparse kernels) all keys are computed and the active ones picked.
-  const bool direct = !lw.ffn_k.factored() && kern::sparse_supports(lw.ffn_k.w.type);
+  // Under a memory budget the cache reads W_k's rows exactly when they would be read directly.
+  store::NeuronCache* cache = sp.cache;
+  const bool direct = cache != nullptr ? cache->has_key()
+                                       : !lw.ffn_k.factored() && kern::sparse_supports(lw.ffn_k.w.type);
   float* keys_all = nullptr;
   if (!direct) {
     keys_all = s.get(3, (size_t)(T * F));
@@ -167,6 +170,14 @@ void channel_mix_sparse_kv(const Hparams& hp, const LayerWeights& lw, const floa
     ffn_active_set(sp, F, use_sign ? scores + t * F : nullptr, use_mlp ? logits + t * F : nullptr, active, mark);
     const int64_t n = (int64_t)active.size();
     if (s.probe != nullptr) report_ffn_rows(lw, use_sign, use_mlp, direct, n, F, *s.probe);
+    if (cache != nullptr) {
+      // The same products over cached copies of the rows (engine/store/weight_store.h).
+      float* o = out + t * C;
+      std::fill(o, o + C, 0.0f);
+      Status st = cache->run(active.data(), n, xk + t * C, keys_all != nullptr ? keys_all + t * F : nullptr, h, o);
+      if (!st.ok()) return st;
+      continue;
+    }
     // h_j = relu(W_k[active_j] · xk)^2
     if (direct) {
       k.gemv_rows(lw.ffn_k.w, active.data(), n, xk + t * C, h);
@@ -179,10 +190,11 @@ void channel_mix_sparse_kv(const Hparams& hp, const LayerWeights& lw, const floa
     std::fill(o, o + C, 0.0f);
     k.axpy_rows(sp.value_t, active.data(), h, n, o);
   }
+  return Status::OK();
 }
 
-void channel_mix(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* f,
-                 float* x, Scratch& s) {
+Status channel_mix(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* f,
+                   float* x, Scratch& s) {
   const int64_t C = hp.n_embd, F = hp.n_ffn, T = rows.T;
   float* prev = s.get(10, (size_t)(T * C));
   float* xk = s.get(11, (size_t)(T * C));
@@ -208,7 +220,8 @@ void channel_mix(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
   float* out = xk;  // reuse: xk is no longer needed once the keys are computed
   if (lw.ffn_sparse.enabled) {
     out = s.get(5, (size_t)(T * C));
-    channel_mix_sparse_kv(hp, lw, xk, T, out, s);
+    Status st = channel_mix_sparse_kv(hp, lw, xk, T, out, s);
+    if (!st.ok()) return st;
   } else {
     // k = relu(Wk xk)^2
     linear(lw.ffn_k, xk, T, hid, s);
@@ -227,6 +240,7 @@ void channel_mix(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
   } else {
     for (int64_t i = 0; i < T * C; ++i) x[i] += out[i];
   }
+  return Status::OK();
 }
 
 }  // namespace rwkv::detail

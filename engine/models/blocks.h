@@ -40,6 +40,9 @@ struct FfnSparse {
   int64_t n_top = 0;
   float logit_tau = 0.0f;
   double expected_active = 1.0;  // fraction active on held-out calibration rows (metadata)
+  // Under a memory budget (issue 7): the neurons' rows of W_k and W_v^T come from this cache
+  // (value_t's data, and ffn_k's when the cache has the key, are then never read). Null: in place.
+  store::NeuronCache* cache = nullptr;
 };
 
 struct LayerWeights {
@@ -111,14 +114,14 @@ void ffn_active_set(const FfnSparse& sp, int64_t F, const float* scores, const f
                     std::vector<int32_t>& active, std::vector<uint8_t>& mark);
 
 // out[T, C] = W_v · relu(W_k · xk)² over the predicted-active neurons of each row, with the
-// sparse kernels (gemv_rows on W_k, axpy_rows on W_v^T). Uses scratch slots 0..4; channel_mix
-// puts `out` in slot 5.
-void channel_mix_sparse_kv(const Hparams& hp, const LayerWeights& lw, const float* xk, int64_t T, float* out,
+// sparse kernels (gemv_rows on W_k, axpy_rows on W_v^T), or through the layer's neuron cache.
+// Uses scratch slots 0..4; channel_mix puts `out` in slot 5. Errors: IOError from the cache.
+Status channel_mix_sparse_kv(const Hparams& hp, const LayerWeights& lw, const float* xk, int64_t T, float* out,
                            Scratch& s);
 
 // The channel mix of v4, v5, v6 (receptance gate) and v7 (no gate); adds into x. Sparse when the
-// layer has a predictor (lw.ffn_sparse.enabled).
-void channel_mix(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* f,
+// layer has a predictor (lw.ffn_sparse.enabled). Errors: IOError from a neuron cache.
+Status channel_mix(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* f,
                  float* x, Scratch& s);
 
 // Per-version time mixes: read `a` (LN1 output, T x C), add the mix's output into `x`.

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <numeric>
 
+#include "engine/store/weight_store.h"
+
 namespace rwkv {
 namespace {
 
@@ -183,8 +185,31 @@ std::vector<int32_t> ClusteredHead::choose(const float* h) const {
   return order;
 }
 
+Status ClusteredHead::use_store(const store::TensorSource& src, store::ClusterCache* cache,
+                                std::vector<store::AnonBuffer>* resident) {
+  const size_t bytes = cluster_w_.row_bytes() * (size_t)cluster_w_.rows;
+  TensorRef t;
+  t.name = "head.cluster.weight";
+  t.type = cluster_w_.type;
+  t.data = static_cast<const uint8_t*>(cluster_w_.data);
+  t.nbytes = bytes;
+  store::AnonBuffer buf(bytes);
+  if (!buf.ok()) return Status::ResourceExhausted("head.cluster.weight: out of memory");
+  Status st = src.read(t, 0, bytes, buf.data());
+  if (!st.ok()) return st;
+  cluster_w_.data = buf.data();
+  resident->push_back(std::move(buf));
+  cache_ = cache;
+  return Status::OK();
+}
+
 void ClusteredHead::compute(const float* h, int64_t n, float* const* out) const {
-  if (n <= 0) return;
+  // Without a cache nothing can fail (REQUIRES in head.h).
+  (void)compute_checked(h, n, out);
+}
+
+Status ClusteredHead::compute_checked(const float* h, int64_t n, float* const* out) const {
+  if (n <= 0) return Status::OK();
   const int64_t K = n_clusters(), C = n_embd();
   const kern::Kernels& k = kern::kernels();
   // 1. Cluster log-probabilities of every row: logp[n x K], p[n x K].
@@ -209,6 +234,9 @@ void ClusteredHead::compute(const float* h, int64_t n, float* const* out) const 
   // 3. Exact logits of the chosen clusters' tokens: y[m x n_c] = H_users · W_c^T, scattered to
   // the original token order.
   std::vector<float> xs, ys;
+  // Under a memory budget the cache stays locked while its rows are in use.
+  std::unique_lock<std::mutex> cache_lock;
+  if (cache_ != nullptr) cache_lock = cache_->begin_round();
   for (int64_t c = 0; c < K; ++c) {
     const std::vector<int32_t>& u = users[(size_t)c];
     if (u.empty()) continue;
@@ -216,6 +244,11 @@ void ClusteredHead::compute(const float* h, int64_t n, float* const* out) const 
     kern::MatView sub = rows_;
     sub.data = rows_.row(lo);
     sub.rows = n_c;
+    if (cache_ != nullptr) {
+      Result<const uint8_t*> cached = cache_->get((int32_t)c);
+      if (!cached.ok()) return cached.status();
+      sub.data = cached.value();
+    }
     const float* x = h + (int64_t)u[0] * C;
     if (m > 1) {
       xs.resize((size_t)(m * C));
@@ -231,6 +264,7 @@ void ClusteredHead::compute(const float* h, int64_t n, float* const* out) const 
       for (int64_t r = 0; r < n_c; ++r) dst[tokens_[(size_t)(lo + r)]] = y[r];
     }
   }
+  if (cache_lock.owns_lock()) cache_lock.unlock();
   // 4. Pseudo-logits of the other clusters: m + log(Q · p_j / (P · n_j)), computed in the log
   // domain (log p_j from the cluster log-softmax) so that clusters whose p_j underflows still
   // get a finite logit.
@@ -266,6 +300,7 @@ void ClusteredHead::compute(const float* h, int64_t n, float* const* out) const 
   stat_rows_.fetch_add((uint64_t)n, std::memory_order_relaxed);
   stat_clusters_.fetch_add(n_clusters_chosen, std::memory_order_relaxed);
   stat_head_rows_.fetch_add(n_head_rows, std::memory_order_relaxed);
+  return Status::OK();
 }
 
 ClusterHeadStats ClusteredHead::stats() const {

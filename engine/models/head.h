@@ -29,8 +29,13 @@
 // f32 is exact for integers below 2^24, and n_vocab is checked to be below that at load.
 // Metadata rwkv_edge.head.p_min / k_min / k_max (strings) give the default settings.
 //
-// Thread-safety: immutable after construction except the statistics counters, which are
-// atomics; compute() may run concurrently from several threads.
+// Under a memory budget (issue 7) use_store() moves the cluster head into memory the model owns
+// and serves head.weight's clusters from a ClusterCache (engine/store/weight_store.h): a chosen
+// cluster's rows are read from the file on a miss. The logits are the same bits.
+//
+// Thread-safety: immutable after construction (and use_store()) except the statistics counters,
+// which are atomics, and the cluster cache, which locks itself; compute() may run concurrently
+// from several threads.
 #pragma once
 
 #include <atomic>
@@ -44,6 +49,12 @@
 #include "kernels/kernels.h"
 
 namespace rwkv {
+
+namespace store {
+class AnonBuffer;
+class ClusterCache;
+class TensorSource;
+}  // namespace store
 
 // Metadata keys of the run-time defaults.
 inline constexpr const char* kHeadPMinKey = "rwkv_edge.head.p_min";
@@ -86,7 +97,18 @@ class ClusteredHead {
 
   // out[i][0..V) = logits of row i of h (n rows of C floats), in original token order.
   // REQUIRES: out[i] are distinct buffers of n_vocab floats that do not overlap h.
+  // REQUIRES: no cluster cache (use_store() not called): without one nothing can fail.
   void compute(const float* h, int64_t n, float* const* out) const;
+  // The same, with the clusters' rows from the cache when there is one. Errors: IOError from
+  // the cache (out is then partial).
+  Status compute_checked(const float* h, int64_t n, float* const* out) const;
+
+  // Weight store (issue 7): reads head.cluster.weight into a buffer appended to `resident` and
+  // takes head.weight's rows from `cache` from now on. Call once, before any compute().
+  // `cache` must outlive the head. Errors: IOError reading the file.
+  Status use_store(const store::TensorSource& src, store::ClusterCache* cache, std::vector<store::AnonBuffer>* resident);
+  // Row ranges of the clusters: [K+1].
+  const std::vector<int32_t>& offsets() const { return offsets_; }
 
   // Which clusters row h (C floats) takes, most probable first (exposed for tests and tools).
   std::vector<int32_t> choose(const float* h) const;
@@ -118,6 +140,7 @@ class ClusteredHead {
   std::vector<int32_t> offsets_;    // [K+1]
   std::vector<int32_t> tokens_;     // [V]
   std::vector<float> log_size_;     // [K] log n_c
+  store::ClusterCache* cache_ = nullptr;  // null: rows_ is read in place
   double expected_row_fraction_ = 1.0;
 
   mutable std::atomic<uint64_t> stat_rows_{0};
