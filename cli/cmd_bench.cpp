@@ -15,6 +15,8 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "engine/store/planner.h"
+#include "engine/store/process_memory.h"
 #include "kernels/bench.h"
 
 namespace rwkv::cli {
@@ -202,6 +204,25 @@ int bench_kernels(int argc, char** argv) {
   return 0;
 }
 
+// Weight store counters of the decode steps only (issue 7): summed between the snapshots taken
+// around each timed decode.
+struct DecodeReads {
+  store::StoreStats sum;
+  void add(const store::StoreStats& before, const store::StoreStats& after) {
+    auto delta = [](store::CacheStats& acc, const store::CacheStats& a, const store::CacheStats& b) {
+      acc.hits += b.hits - a.hits;
+      acc.misses += b.misses - a.misses;
+      acc.bytes_read += b.bytes_read - a.bytes_read;
+      acc.capacity_bytes = b.capacity_bytes;
+    };
+    delta(sum.emb, before.emb, after.emb);
+    delta(sum.ffn, before.ffn, after.ffn);
+    delta(sum.head, before.head, after.head);
+  }
+};
+
+std::string mib(int64_t bytes) { return bytes < 0 ? std::string("unknown") : store::format_bytes((double)bytes); }
+
 // Feeds `first`, then n - 1 greedy choices, one token per step (the decode loop bench times).
 Status decode_greedy(const Model& mod, State& st, int32_t first, int64_t n, std::vector<float>& logits) {
   int32_t next = first;
@@ -224,6 +245,9 @@ int cmd_bench(int argc, char** argv) {
               "With --batch N > 1 it also decodes N sequences per step (one pass over the weights for all,\n"
               "as the server's continuous batching does) and prints the aggregate tokens/s and its ratio\n"
               "to one sequence's, taken in the same run.\n"
+              "Memory (issue 7): the baseline RSS before the model is loaded and the peak RSS (VmHWM from\n"
+              "/proc/self/status, before the bandwidth measurement); with --mem-budget also the budget's\n"
+              "split, the bytes read from the model file per decoded token and the cache hit rates.\n"
               "`rwkv-edge bench kernels --help`: the matrix kernels alone, GB/s against the read bandwidth.");
   std::string model;
   int64_t threads = 0, prompt = 128, decode = 64, runs = 5, chunk = 64, seed = 1, bw_mb = 1024, batch = 1;
@@ -236,11 +260,24 @@ int cmd_bench(int argc, char** argv) {
   p.add_int("--seed", "S", "seed of the random token ids", &seed, 0, INT64_MAX);
   p.add_int("--bandwidth-mb", "N", "buffer for the read-bandwidth measurement, MiB (0 = skip)", &bw_mb, 0, 1 << 20);
   p.add_int("--batch", "N", "also decode N sequences per step and compare (1 = off)", &batch, 1, 256);
+  std::string budget_text;
+  p.add_string("--mem-budget", "BYTES",
+               "serve the weights from a store with this memory budget (e.g. 64M, 1G; default: all mapped)",
+               &budget_text);
   if (int rc = parse_args(p, argc, argv); rc >= 0) return rc;
+  const store::ProcessMemory baseline = store::read_process_memory();
   apply_threads(threads);
+  LoadOptions lo;
+  if (!budget_text.empty()) {
+    Result<size_t> b = store::parse_byte_size(budget_text);
+    if (!b.ok()) return fail("bench", b.status().with_context("--mem-budget"));
+    lo.mem_budget = b.value();
+    lo.budget_states = batch > 1 ? batch + 1 : 1;
+    lo.budget_chunk_rows = chunk;
+  }
   Result<std::string> path = resolve_model_path(model);
   if (!path.ok()) return fail("bench", path.status());
-  Result<std::shared_ptr<Model>> m = load_model(path.value());
+  Result<std::shared_ptr<Model>> m = load_model(path.value(), lo);
   if (!m.ok()) return fail("bench", m.status());
   Model& mod = *m.value();
   mod.max_chunk_rows = chunk;
@@ -252,17 +289,20 @@ int cmd_bench(int argc, char** argv) {
 
   using clock = std::chrono::steady_clock;
   std::vector<double> pre, dec;
-  // One warm-up run pages the weights in.
+  DecodeReads reads;
+  // One warm-up run pages the weights in (and fills the caches).
   for (int64_t r = 0; r < runs + 1; ++r) {
     State st = mod.new_state();
     const auto t0 = clock::now();
     Status s = mod.eval(st, toks.data(), toks.size(), logits.data());
     if (!s.ok()) return fail("bench", s);
+    const store::StoreStats before = mod.store_stats();
     const auto t1 = clock::now();
     s = decode_greedy(mod, st, toks[0], decode, logits);
     if (!s.ok()) return fail("bench", s);
     const auto t2 = clock::now();
     if (r == 0) continue;
+    reads.add(before, mod.store_stats());
     pre.push_back((double)prompt / std::chrono::duration<double>(t1 - t0).count());
     dec.push_back((double)decode / std::chrono::duration<double>(t2 - t1).count());
   }
@@ -311,6 +351,7 @@ int cmd_bench(int argc, char** argv) {
       dec1.push_back((double)decode / std::chrono::duration<double>(t3 - t2).count());
     }
   }
+  const store::ProcessMemory peak = store::read_process_memory();
   const double bytes = (double)mod.weight_bytes_per_token();
   // The machine's read bandwidth, measured in this run, is the limit decode is judged by.
   const double read_bw = bw_mb > 0 ? kern::measure_read_bandwidth_gbs((size_t)bw_mb << 20, kern::num_threads()) : 0.0;
@@ -326,6 +367,19 @@ int cmd_bench(int argc, char** argv) {
   if (read_bw > 0) {
     std::printf("read bandwidth:   %.2f GB/s (STREAM-like read, %" PRId64 " MiB, same threads)\n", read_bw, bw_mb);
     std::printf("decode / read:    %.0f%%\n", 100.0 * bytes * dec_tps / 1e9 / read_bw);
+  }
+  std::printf("memory:           peak RSS (VmHWM) %s; baseline before loading %s; RSS now %s (anon %s, file %s)\n",
+              mib(peak.peak_rss_bytes).c_str(), mib(baseline.rss_bytes).c_str(), mib(peak.rss_bytes).c_str(),
+              mib(peak.rss_anon_bytes).c_str(), mib(peak.rss_file_bytes).c_str());
+  if (const store::MemoryPlan* plan = mod.memory_plan()) {
+    const store::StoreStats& d = reads.sum;
+    const double toks_timed = (double)(decode * runs);
+    std::printf("weight store:     %s\n", plan->describe().c_str());
+    std::printf("file reads:       %.1f KB per decoded token (embedding %.1f, FFN %.1f, head %.1f KB)\n",
+                (double)d.bytes_read() / toks_timed / 1e3, (double)d.emb.bytes_read / toks_timed / 1e3,
+                (double)d.ffn.bytes_read / toks_timed / 1e3, (double)d.head.bytes_read / toks_timed / 1e3);
+    std::printf("cache hit rates:  embedding %.1f%%, FFN neurons %.1f%%, head clusters %.1f%% (timed decode steps)\n",
+                100 * d.emb.hit_rate(), 100 * d.ffn.hit_rate(), 100 * d.head.hit_rate());
   }
   if (batch > 1) {
     const double one = median(dec1), many = median(decb);

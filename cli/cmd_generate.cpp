@@ -7,6 +7,8 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "engine/sampler/sampler.h"
+#include "engine/store/planner.h"
+#include "engine/store/process_memory.h"
 #include "engine/tokenizer/stream_decoder.h"
 
 namespace rwkv::cli {
@@ -32,12 +34,22 @@ int cmd_generate(int argc, char** argv) {
   p.add_list("--stop", "TEXT", "stop when TEXT appears (repeatable; not printed)", &stops);
   p.add_int("--threads", "N", "threads (0 = physical cores)", &threads, 0, 1024);
   p.add_flag("--quiet", "no statistics on stderr", &quiet);
+  std::string budget_text;
+  p.add_string("--mem-budget", "BYTES",
+               "serve the weights from a store with this memory budget (e.g. 64M, 1G; default: all mapped)",
+               &budget_text);
   if (int rc = parse_args(p, argc, argv); rc >= 0) return rc;
   apply_threads(threads);
+  LoadOptions lo;
+  if (!budget_text.empty()) {
+    Result<size_t> b = store::parse_byte_size(budget_text);
+    if (!b.ok()) return fail("generate", b.status().with_context("--mem-budget"));
+    lo.mem_budget = b.value();
+  }
 
   Result<std::string> path = resolve_model_path(model);
   if (!path.ok()) return fail("generate", path.status());
-  Result<std::shared_ptr<Model>> m = load_model(path.value());
+  Result<std::shared_ptr<Model>> m = load_model(path.value(), lo);
   if (!m.ok()) return fail("generate", m.status());
   Result<std::unique_ptr<Tokenizer>> tok = model_tokenizer(**m);
   if (!tok.ok()) return fail("generate", tok.status());
@@ -95,8 +107,17 @@ int cmd_generate(int argc, char** argv) {
   if (!quiet) {
     const double pre = std::chrono::duration<double>(t1 - t0).count();
     const double dec_s = std::chrono::duration<double>(t2 - t1).count();
-    std::fprintf(stderr, "[prompt %zu tokens, %.1f tok/s; generated %" PRId64 " tokens, %.1f tok/s; finish: %s]\n",
-                 ids.size(), ids.size() / std::max(pre, 1e-9), generated, generated / std::max(dec_s, 1e-9), reason);
+    const store::ProcessMemory mem = store::read_process_memory();
+    std::fprintf(stderr,
+                 "[prompt %zu tokens, %.1f tok/s; generated %" PRId64 " tokens, %.1f tok/s; finish: %s; peak RSS %s]\n",
+                 ids.size(), ids.size() / std::max(pre, 1e-9), generated, generated / std::max(dec_s, 1e-9), reason,
+                 mem.peak_rss_bytes < 0 ? "unknown" : store::format_bytes((double)mem.peak_rss_bytes).c_str());
+    const store::StoreStats ws = mod.store_stats();
+    if (ws.enabled) {
+      std::fprintf(stderr, "[weight store: %.1f KB read from the file; hit rates embedding %.1f%%, FFN %.1f%%, head %.1f%%]\n",
+                   (double)ws.bytes_read() / 1e3, 100 * ws.emb.hit_rate(), 100 * ws.ffn.hit_rate(),
+                   100 * ws.head.hit_rate());
+    }
   }
   return 0;
 }

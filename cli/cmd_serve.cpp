@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "engine/store/planner.h"
 #include "server/log.h"
 #include "server/routes.h"
 
@@ -63,7 +64,19 @@ int cmd_serve(int argc, char** argv) {
   p.add_int("--drain-seconds", "N", "on SIGTERM, let running requests finish this long", &drain_seconds, 0, 3600);
   p.add_string("--model-id", "ID", "model name reported by /v1/models (default: from the file)", &model_id);
   p.add_string("--log-level", "L", "debug, info, warn or error", &log_level);
+  std::string budget_text;
+  p.add_string("--mem-budget", "BYTES",
+               "memory for the weights, caches and the --max-sessions states (e.g. 64M, 1G; default: all mapped)",
+               &budget_text);
   if (int rc = parse_args(p, argc, argv); rc >= 0) return rc;
+  LoadOptions lo;
+  if (!budget_text.empty()) {
+    Result<size_t> b = store::parse_byte_size(budget_text);
+    if (!b.ok()) return fail("serve", b.status().with_context("--mem-budget"));
+    lo.mem_budget = b.value();
+    lo.budget_states = max_sessions;
+    lo.budget_chunk_rows = prefill_chunk;
+  }
   spdlog::set_level(spdlog::level::from_str(log_level));
   apply_threads(threads);
 
@@ -109,7 +122,7 @@ int cmd_serve(int argc, char** argv) {
     http.stop();
   };
   std::thread loader([&] {
-    Result<std::shared_ptr<Model>> m = load_model(path.value());
+    Result<std::shared_ptr<Model>> m = load_model(path.value(), lo);
     if (!m.ok()) return give_up(m.status());
     Result<std::unique_ptr<Tokenizer>> tok = model_tokenizer(**m);
     if (!tok.ok()) return give_up(tok.status());
@@ -133,6 +146,7 @@ int cmd_serve(int argc, char** argv) {
     ctx.scheduler = std::make_unique<server::Scheduler>(ctx.model, ctx.tokenizer, ctx.sessions.get(), so);
     ctx.scheduler->start();
     ctx.ready.store(true);
+    if (const store::MemoryPlan* plan = (*m)->memory_plan()) server::log_info("weight store: {}", plan->describe());
     server::log_info("ready: model '{}' (RWKV v{}, {} layers, n_embd {}, vocab {}), kernels {} x{} threads", ctx.model_id,
                      version_name(hp.version), hp.n_layer, hp.n_embd, hp.n_vocab, kern::kernels().name, kern::num_threads());
   });

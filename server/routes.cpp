@@ -134,6 +134,27 @@ void handle_metrics(ServerContext& ctx, const HttpRequest& req, HttpResponse& re
   }
   if (ctx.model) {
     os << metric("rwkv_edge_weight_bytes_per_token", "gauge", "Bytes of weights one decode step reads.", (double)ctx.model->weight_bytes_per_token());
+    // Weight store (issue 7): only under --mem-budget.
+    const store::StoreStats ws = ctx.model->store_stats();
+    if (ws.enabled) {
+      os << metric("rwkv_edge_weight_budget_bytes", "gauge", "The --mem-budget the weight store plans with.", (double)ws.budget);
+      os << metric("rwkv_edge_weight_resident_bytes", "gauge", "Weights read whole into memory at load.", (double)ws.resident_bytes);
+      os << metric("rwkv_edge_weight_file_bytes_read_total", "counter", "Bytes the weight caches read from the model file.",
+                   (double)ws.bytes_read());
+      os << "# HELP rwkv_edge_weight_cache_hits_total Weight cache look-ups served from memory, by cache.\n"
+            "# TYPE rwkv_edge_weight_cache_hits_total counter\n";
+      const std::pair<const char*, const store::CacheStats*> caches[] = {{"embedding", &ws.emb}, {"ffn", &ws.ffn}, {"head", &ws.head}};
+      for (const auto& [name, c] : caches) os << "rwkv_edge_weight_cache_hits_total{cache=\"" << name << "\"} " << c->hits << "\n";
+      os << "# HELP rwkv_edge_weight_cache_misses_total Weight cache look-ups read from the file, by cache.\n"
+            "# TYPE rwkv_edge_weight_cache_misses_total counter\n";
+      for (const auto& [name, c] : caches) os << "rwkv_edge_weight_cache_misses_total{cache=\"" << name << "\"} " << c->misses << "\n";
+      os << "# HELP rwkv_edge_weight_cache_hit_rate Hits over look-ups since start, by cache.\n"
+            "# TYPE rwkv_edge_weight_cache_hit_rate gauge\n";
+      for (const auto& [name, c] : caches) os << "rwkv_edge_weight_cache_hit_rate{cache=\"" << name << "\"} " << c->hit_rate() << "\n";
+      os << "# HELP rwkv_edge_weight_cache_bytes Memory each weight cache may hold.\n"
+            "# TYPE rwkv_edge_weight_cache_bytes gauge\n";
+      for (const auto& [name, c] : caches) os << "rwkv_edge_weight_cache_bytes{cache=\"" << name << "\"} " << c->capacity_bytes << "\n";
+    }
   }
   res.body = os.str();
   res.content_type = "text/plain; version=0.0.4";
