@@ -54,6 +54,46 @@ TEST_CASE("compress writes a loadable model with its settings in the metadata") 
   CHECK(Model::load(out, {}).ok());
 }
 
+TEST_CASE("eval measures bytes touched per token; --head-p-min 1 / --ffn-q 0 give the dense result") {
+  Fixture f;
+  const std::string out = f.dir.file("hf.gguf");
+  Run c = run(f.model + " " + out + " --calib " + f.calib +
+              " --lowrank none --head-clusters 8 --head-epochs 1 --head-p-min 0.5 --ffn-predict --ffn-no-mlp --ffn-q 0.5"
+              " --quiet");
+  INFO(c.out);
+  REQUIRE(c.exit_code == 0);
+  auto eval = [&](const std::string& model, const std::string& extra) {
+    return test::run_cli("eval --model " + model + " --reference " + f.model + " --text-file " + f.calib +
+                         " --max-tokens 300 --json --quiet " + extra);
+  };
+  auto number = [](const std::string& json, const std::string& key) {
+    const size_t at = json.find("\"" + key + "\":");
+    REQUIRE_MESSAGE(at != std::string::npos, key);
+    return std::stod(json.substr(at + key.size() + 3));
+  };
+  Run dense = eval(f.model, "");
+  Run sparse = eval(out, "");
+  Run lossless = eval(out, "--head-p-min 1 --ffn-q 0");
+  INFO(dense.out, sparse.out, lossless.out);
+  REQUIRE(dense.exit_code == 0);
+  REQUIRE(sparse.exit_code == 0);
+  REQUIRE(lossless.exit_code == 0);
+  const double bd = number(dense.out, "weight_bytes_per_token");
+  CHECK(number(sparse.out, "weight_bytes_per_token") < 0.8 * bd);
+  CHECK(number(sparse.out, "head_row_fraction") < 1.0);
+  CHECK(number(sparse.out, "mean_kl") > 1e-4);
+  // Every head row and every neuron: the dense logits, and (1-bit copies unused) the dense bytes
+  // plus only the cluster head's tensors.
+  CHECK(number(lossless.out, "head_row_fraction") == doctest::Approx(1.0));
+  CHECK(number(lossless.out, "mean_kl") < 1e-6);
+  CHECK(number(lossless.out, "top1_agreement") == doctest::Approx(1.0));
+  CHECK(number(lossless.out, "weight_bytes_per_token") >= bd);
+  CHECK(number(lossless.out, "weight_bytes_per_token") < 1.1 * bd);
+  Run bad = eval(out, "--head-p-min 2");
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.out.find("--head-p-min") != std::string::npos);
+}
+
 TEST_CASE("compress errors are clear and exit nonzero") {
   Fixture f;
   const std::string out = f.dir.file("out.gguf");
