@@ -62,7 +62,7 @@ DEFAULT_MODEL = os.path.normpath(os.path.join(HERE, "..", "..", "models", "defau
 
 # Arguments that define the run; a resumed run takes them from the checkpoint.
 RUN_ARGS = ("ctx_len", "batch_size", "steps", "lr", "lr_final", "warmup", "weight_decay", "beta1", "beta2",
-            "adam_eps", "grad_clip", "reset_prob", "seed", "train_extra")
+            "adam_eps", "grad_clip", "reset_prob", "seed", "train_extra", "no_rebalance")
 
 
 class LowRankLinear(nn.Module):
@@ -102,6 +102,9 @@ def parse_args(argv):
     g.add_argument("--grad-clip", type=float, default=1.0, help="global gradient norm clip (0 = off)")
     g.add_argument("--reset-prob", type=float, default=0.125, help="per stream and window")
     g.add_argument("--seed", type=int, default=7, help="data offsets and resets (the base model used 42)")
+    g.add_argument("--no-rebalance", action="store_true",
+                   help="train the factors as stored (default: re-split each pair as the SVD of its product first, "
+                        "so lr_a and lr_b have the same scale; see rebalance())")
     g.add_argument("--train-extra", default="",
                    help="comma-separated globs of further parameters to train (e.g. 'ln_out.*'); default: factors only")
     g = p.add_argument_group("run control (may change on --resume)")
@@ -194,6 +197,30 @@ def model_from_gguf(g):
         raise GgufError("%s: missing tensors: %s" % (g.path, ", ".join(missing[:6])))
     model.load_state_dict(state)
     return model, factored
+
+
+@torch.no_grad()
+def rebalance(model, factored):
+    """Re-splits each factor pair as the plain-SVD split of its own product: with
+    b a = U S V^T (rank r), a = sqrt(S) V^T and b = U sqrt(S). The product is unchanged (up to
+    float64 rounding), but both factors get the same scale. Needed for activation-aware factors:
+    compress stores lr_a = sqrt(S) V^T L^-1 and lr_b = U sqrt(S) with L the Cholesky factor of the
+    calibration Gram matrix, so lr_a is ~100x smaller than lr_b on the default model and Adam's
+    per-element steps (the same size for both) would wreck lr_a. Returns the largest relative
+    change of a product (Frobenius)."""
+    worst = 0.0
+    for base in factored:
+        m = _module(model, base)
+        a, b = m.lr_a.double(), m.lr_b.double()
+        prod = b @ a
+        u, s, vt = torch.linalg.svd(prod, full_matrices=False)
+        r = a.shape[0]
+        root = torch.sqrt(s[:r])
+        new_a, new_b = root[:, None] * vt[:r], u[:, :r] * root[None, :]
+        worst = max(worst, float(torch.linalg.norm(new_b @ new_a - prod) / torch.linalg.norm(prod)))
+        m.lr_a.copy_(new_a.float())
+        m.lr_b.copy_(new_b.float())
+    return worst
 
 
 def export_gguf(g, model, factored, path, metadata):
@@ -304,9 +331,9 @@ def run(args):
             print("finetune_lowrank: %s was started from another model file (sha256 %s...)" % (
                 ckpt_path, ckpt["source_sha256"][:12]), file=sys.stderr)
             return 1
-        changed = [k for k in RUN_ARGS if getattr(args, k) != ckpt["run_args"][k]]
+        changed = [k for k in RUN_ARGS if getattr(args, k) != ckpt["run_args"].get(k, False)]
         for k in RUN_ARGS:
-            setattr(args, k, ckpt["run_args"][k])
+            setattr(args, k, ckpt["run_args"].get(k, False))
         if changed:
             print("resume: using the checkpoint's %s" % ", ".join("%s=%s" % (k, getattr(args, k)) for k in changed))
     elif os.path.exists(ckpt_path):
@@ -334,8 +361,12 @@ def run(args):
         step, tokens_seen, state, before = ckpt["step"], ckpt["tokens_seen"], ckpt["stream_state"], ckpt["before"]
         print("resume: step %d of %d" % (step, args.steps))
         del ckpt
-    elif not args.no_eval_before:
-        before = evaluate(model, heldout, args, "before")
+    else:
+        if not args.no_eval_before:
+            before = evaluate(model, heldout, args, "before")
+        if not args.no_rebalance:
+            print("rebalance: factors re-split as the SVD of their products (largest relative product change %.1e)"
+                  % rebalance(model, factored))
     print("data: %d train tokens; %d steps of %dx%d = %d tokens (%.2f epochs)" % (
         len(train_tokens), args.steps, args.batch_size, args.ctx_len, args.steps * args.batch_size * args.ctx_len,
         args.steps * args.batch_size * args.ctx_len / len(train_tokens)), flush=True)
@@ -405,6 +436,7 @@ def run(args):
             "tokens": str(tokens_seen), "ctx_len": str(args.ctx_len), "batch_size": str(args.batch_size),
             "lr": "%g->%g" % (args.lr, args.lr_final), "warmup": str(args.warmup),
             "weight_decay": str(args.weight_decay), "seed": str(args.seed), "data": "train.txt",
+            "rebalance": "no" if args.no_rebalance else "svd",
             "trained": "lr_a,lr_b" + ("," + args.train_extra if args.train_extra else "")}
     export_gguf(g, model, factored, args.out, meta)
     print("wrote %s" % args.out, flush=True)
@@ -468,6 +500,18 @@ def selftest(path):
             got, _ = factored_model(idx)
         # f32 SVD of f16 weights reconstructs them to ~1e-7; through 6 layers logits agree to ~1e-5.
         check("full-rank factors: max|logits - dense logits|", float((got - ref).abs().max()), 1e-4)
+        # Rebalancing a deliberately unbalanced pair keeps its product and equalises the scales.
+        lin = factored_model.blocks[0].att.key
+        with torch.no_grad():
+            lin.lr_a.mul_(0.01)
+            lin.lr_b.mul_(100.0)
+            prod = (lin.lr_b.double() @ lin.lr_a.double()).clone()
+        rebalance(factored_model, factored)
+        with torch.no_grad():
+            change = float(torch.linalg.norm(lin.lr_b.double() @ lin.lr_a.double() - prod) / torch.linalg.norm(prod))
+            ratio = float(torch.linalg.norm(lin.lr_b) / torch.linalg.norm(lin.lr_a))
+        check("rebalance: relative change of the product", change, 1e-6)
+        check("rebalance: | ||lr_b|| / ||lr_a|| - 1 |", abs(ratio - 1.0), 1e-4)
         with torch.no_grad():
             factored_model.blocks[0].att.key.lr_a.mul_(1.5)
         out = os.path.join(tmp, "ft.gguf")
