@@ -94,7 +94,9 @@ class Binder {
     if (slice >= 0) base += (size_t)slice * dtype_row_bytes(t->type, v.cols) * (size_t)v.rows;
     v.data = base;
     const bool quant = v.type != DType::kF32 && v.type != DType::kF16 && v.type != DType::kQ8_0;
-    if (dequantize_ && (quant || v.type == DType::kQ8_0)) {
+    // A streamed tensor keeps its file type (the store reads its rows as they are).
+    const bool in_store = src_ != nullptr && streamed_ != nullptr && streamed_->count(name) != 0;
+    if (dequantize_ && !in_store && (quant || v.type == DType::kQ8_0)) {
       owned_.emplace_back((size_t)(v.rows * v.cols));
       float* dst = owned_.back().data();
       for (int64_t r = 0; r < v.rows; ++r) dequantize_row(v.type, v.row(r), dst + r * v.cols, v.cols);
@@ -114,7 +116,16 @@ class Binder {
       base.resize(base.size() - suffix.size());
     }
     out->name = base;
-    if (mf_.find(dense_name) != nullptr || mf_.find(base + ".lr_a") == nullptr) return mat(dense_name, &out->w);
+    if (mf_.find(dense_name) != nullptr || mf_.find(base + ".lr_a") == nullptr) {
+      if (streamed_ != nullptr && streamed_->count(dense_name) != 0) {
+        out->w_file = mf_.find(dense_name);
+        lins_.push_back(out);
+      }
+      return mat(dense_name, &out->w);
+    }
+    if (streamed_ != nullptr && streamed_->count(base + ".lr_a") != 0) out->a_file = mf_.find(base + ".lr_a");
+    if (streamed_ != nullptr && streamed_->count(base + ".lr_b") != 0) out->b_file = mf_.find(base + ".lr_b");
+    if (out->w_file != nullptr || out->a_file != nullptr || out->b_file != nullptr) lins_.push_back(out);
     Status st = mat(base + ".lr_a", &out->a);
     if (!st.ok()) return st;
     st = mat(base + ".lr_b", &out->b);
@@ -146,6 +157,9 @@ class Binder {
   std::vector<std::vector<float>>& owned_;
   bool dequantize_;
   const store::TensorSource* src_;
+ public:
+  std::vector<Linear*> lins_;  // projections with a streamed tensor (their stream is set later)
+ private:
   const std::set<std::string>* streamed_;
   std::vector<store::AnonBuffer>* resident_;
   std::map<std::string, const uint8_t*> copies_;
@@ -204,15 +218,19 @@ Status bind_ffn_sparse(Binder& b, const ModelFile& mf, const Hparams& hp, const 
 // The tensors a weight store streams instead of holding whole (issue 7): the embedding, a
 // clustered head's rows, and each sparse FFN layer's W_v^T and W_k (W_k only when the sparse
 // kernels read its type; otherwise it is resident and computed whole).
-std::set<std::string> streamed_tensors(const ModelFile& mf, const Hparams& hp) {
+// With LoadOptions::dequantize only f32/f16 FFN matrices are streamed (the others are used
+// dequantised, which the row caches do not do).
+std::set<std::string> streamed_tensors(const ModelFile& mf, const Hparams& hp, bool dequantize) {
+  auto ok_type = [dequantize](DType t) { return !dequantize || t == DType::kF32 || t == DType::kF16; };
   std::set<std::string> s{"emb.weight"};
   if (ClusteredHead::present(mf)) s.insert("head.weight");
   for (int64_t l = 0; l < hp.n_layer; ++l) {
     const std::string p = "blocks." + std::to_string(l) + ".ffn.";
-    if (mf.find(p + "value_t.weight") == nullptr) continue;
+    const TensorRef* v = mf.find(p + "value_t.weight");
+    if (v == nullptr || !ok_type(v->type)) continue;
     s.insert(p + "value_t.weight");
     const TensorRef* k = mf.find(p + "key.weight");
-    if (k != nullptr && kern::sparse_supports(k->type)) s.insert(p + "key.weight");
+    if (k != nullptr && kern::sparse_supports(k->type) && ok_type(k->type)) s.insert(p + "key.weight");
   }
   return s;
 }
@@ -227,8 +245,9 @@ store::StoreLayout store_layout(const ModelFile& mf, const Hparams& hp, const Lo
     if (streamed.count(t.name) != 0) continue;
     int non_unit = 0;
     for (int d = 0; d < 4; ++d) non_unit += t.ne[d] > 1;
-    // Vectors become f32 copies; matrices are read as they are.
-    L.resident_bytes += non_unit <= 1 ? (size_t)t.n_elements() * sizeof(float) : t.nbytes;
+    // Vectors become f32 copies; matrices are read as they are, or dequantised to f32.
+    const bool f32_copy = non_unit <= 1 || (opt.dequantize && t.type != DType::kF32 && t.type != DType::kF16);
+    L.resident_bytes += f32_copy ? (size_t)t.n_elements() * sizeof(float) : t.nbytes;
   }
   if (const TensorRef* emb = mf.find("emb.weight")) L.emb_row_bytes = dtype_row_bytes(emb->type, emb->ne[0]);
   for (int64_t l = 0; l < hp.n_layer; ++l) {
@@ -265,6 +284,21 @@ store::StoreLayout store_layout(const ModelFile& mf, const Hparams& hp, const Lo
       L.resident_bytes += (size_t)V * sizeof(int32_t) + off.size() * 3 * sizeof(float);
     }
   }
+  // Dense matrices of the projections (and a dense head) may be streamed: 2-D tensors named
+  // *.weight, *.lr_a, *.lr_b other than the ones above, the cluster head and the predictors.
+  for (const TensorRef& t : mf.tensors) {
+    if (streamed.count(t.name) != 0 || t.n_dims < 2 || t.ne[1] < 2 || t.ne[2] > 1) continue;
+    auto ends = [&](const std::string& suf) {
+      return t.name.size() > suf.size() && t.name.compare(t.name.size() - suf.size(), suf.size(), suf) == 0;
+    };
+    if (!(ends(".weight") || ends(".lr_a") || ends(".lr_b"))) continue;
+    if (opt.dequantize && t.type != DType::kF32 && t.type != DType::kF16) continue;  // used dequantised
+    if (t.name == "head.cluster.weight" || t.name.find(".ffn.pred.") != std::string::npos ||
+        t.name.find(".ffn.key.sign") != std::string::npos) {
+      continue;
+    }
+    L.streamable.emplace_back(t.name, t.nbytes);
+  }
   L.state_bytes = State(hp).size_bytes();
   // Scratch of forward_chunk per row: the 16 T x width buffers of detail::Scratch (time mix
   // and channel mix, about 18 C + 5 F floats), plus the logits the callers keep (2 V floats).
@@ -280,7 +314,7 @@ Status Model::build(const LoadOptions& opt) {
   std::set<std::string> streamed;
   if (opt.mem_budget > 0) {
     source_ = std::make_unique<store::TensorSource>(store::TensorSource::from(mf_));
-    streamed = streamed_tensors(mf_, hp_);
+    streamed = streamed_tensors(mf_, hp_, opt.dequantize);
     store::PlanRequest req;
     req.budget = opt.mem_budget;
     req.states = std::max<int64_t>(1, opt.budget_states);
@@ -289,6 +323,7 @@ Status Model::build(const LoadOptions& opt) {
     if (!plan.ok()) return plan.status().with_context(mf_.path);
     plan_ = std::move(plan).value();
     mem_budget_ = opt.mem_budget;
+    for (const std::string& name : plan_.streamed) streamed.insert(name);
     max_chunk_rows = req.chunk_rows;
   }
   Binder b(mf_, owned_, opt.dequantize, source_.get(), &streamed, &resident_);
@@ -415,11 +450,15 @@ Status Model::build(const LoadOptions& opt) {
     }
   }
   if (!st.ok() || mem_budget_ == 0) return st;
-  return build_store(streamed);
+  return build_store(streamed, b.lins_);
 }
 
-Status Model::build_store(const std::set<std::string>& streamed) {
+Status Model::build_store(const std::set<std::string>& streamed, const std::vector<Linear*>& streamed_lins) {
   const store::TensorSource* src = source_.get();
+  if (!streamed_lins.empty()) {
+    matrix_stream_ = std::make_unique<store::MatrixStream>(src, plan_.stream_buffer_bytes);
+    for (Linear* lin : streamed_lins) lin->stream = matrix_stream_.get();
+  }
   emb_cache_ = std::make_unique<store::EmbeddingCache>(src, *mf_.find("emb.weight"), plan_.emb_rows);
   size_t i = 0;
   for (int64_t l = 0; l < hp_.n_layer; ++l) {
@@ -454,6 +493,7 @@ store::StoreStats Model::store_stats() const {
   if (emb_cache_) s.emb = emb_cache_->stats();
   for (const auto& c : ffn_caches_) s.ffn += c->stats();
   if (head_cache_) s.head = head_cache_->stats();
+  if (matrix_stream_) s.dense = matrix_stream_->stats();
   return s;
 }
 
@@ -461,6 +501,7 @@ void Model::reset_store_stats() const {
   if (emb_cache_) emb_cache_->reset_stats();
   for (const auto& c : ffn_caches_) c->reset_stats();
   if (head_cache_) head_cache_->reset_stats();
+  if (matrix_stream_) matrix_stream_->reset_stats();
 }
 
 size_t Model::weight_bytes_per_token() const {
@@ -606,6 +647,7 @@ Status Model::forward_chunk(Segment* segs, size_t n_segs) const {
     for (int64_t t = 0; t < T; ++t) detail::layer_norm(x + t * C, tmp + t * C, C, lw.ln2_w, lw.ln2_b);
     Status st = detail::channel_mix(hp_, lw, rows, l, tmp, x, s);
     if (!st.ok()) return st;
+    if (!s.error.ok()) return s.error;  // a streamed matrix could not be read
     if (hp_.rescale_every > 0 && (l + 1) % hp_.rescale_every == 0) {
       for (int64_t i = 0; i < T * C; ++i) x[i] *= 0.5f;
     }
@@ -645,6 +687,7 @@ Status Model::forward_chunk(Segment* segs, size_t n_segs) const {
   }
   std::vector<float> out((size_t)(n * V));
   detail::linear(*head_, tmp, n, out.data(), s);
+  if (!s.error.ok()) return s.error;
   for (int64_t i = 0; i < n; ++i) std::memcpy(dst[(size_t)i], out.data() + i * V, (size_t)V * sizeof(float));
   return Status::OK();
 }

@@ -141,7 +141,7 @@ class Model {
  private:
   Model() = default;
   Status build(const LoadOptions& opt);
-  Status build_store(const std::set<std::string>& streamed);
+  Status build_store(const std::set<std::string>& streamed, const std::vector<detail::Linear*>& streamed_lins);
   Status forward_chunk(Segment* segs, size_t n_segs) const;
 
   ModelFile mf_;
@@ -165,6 +165,7 @@ class Model {
   std::unique_ptr<store::EmbeddingCache> emb_cache_;
   std::vector<std::unique_ptr<store::NeuronCache>> ffn_caches_;
   std::unique_ptr<store::ClusterCache> head_cache_;
+  std::unique_ptr<store::MatrixStream> matrix_stream_;
 };
 
 }  // namespace rwkv

@@ -74,15 +74,35 @@ void probe_product(Scratch& s, const std::string& name, const float* x, int64_t 
 void linear(const Linear& w, const float* x, int64_t T, float* y, Scratch& s, int64_t ldx) {
   const kern::Kernels& k = kern::kernels();
   if (ldx <= 0) ldx = w.cols();
+  // A streamed matrix is read into the stream's buffer (held locked) right before its product.
+  std::unique_lock<std::mutex> stream_lock;
+  if (w.stream != nullptr) stream_lock = w.stream->begin();
+  auto view = [&](const kern::MatView& v, const TensorRef* file, kern::MatView* out) {
+    *out = v;
+    if (file == nullptr) return true;
+    Result<const uint8_t*> p = w.stream->load(*file);
+    if (!p.ok()) {
+      if (s.error.ok()) s.error = p.status();
+      std::fill(y, y + T * w.rows(), 0.0f);
+      return false;
+    }
+    out->data = p.value();
+    return true;
+  };
+  kern::MatView m;
   if (!w.factored()) {
-    k.gemm(w.w, x, ldx, T, y, w.w.rows);
+    if (!view(w.w, w.w_file, &m)) return;
+    k.gemm(m, x, ldx, T, y, m.rows);
   } else {
     // y = b · (a · x): the rank-r intermediate lives in the scratch.
     const int64_t r = w.a.rows;
     if (s.lowrank.size() < (size_t)(T * r)) s.lowrank.resize((size_t)(T * r));
-    k.gemm(w.a, x, ldx, T, s.lowrank.data(), r);
-    k.gemm(w.b, s.lowrank.data(), r, T, y, w.b.rows);
+    if (!view(w.a, w.a_file, &m)) return;
+    k.gemm(m, x, ldx, T, s.lowrank.data(), r);
+    if (!view(w.b, w.b_file, &m)) return;
+    k.gemm(m, s.lowrank.data(), r, T, y, m.rows);
   }
+  if (stream_lock.owns_lock()) stream_lock.unlock();
   if (s.probe != nullptr) probe_product(s, w.name, x, ldx, T, w.cols(), y, w.rows());
 }
 

@@ -26,6 +26,13 @@ struct Linear {
   int64_t rows() const { return factored() ? b.rows : w.rows; }  // out
   int64_t cols() const { return factored() ? a.cols : w.cols; }  // in
   int64_t rank() const { return factored() ? a.rows : 0; }
+  // Under a memory budget (issue 7) a matrix the budget cannot keep resident is streamed: its
+  // bytes are read from the file tensor (w_file / a_file / b_file, non-null for the streamed
+  // ones) into the stream's buffer for every product. Null stream: the views are in memory.
+  store::MatrixStream* stream = nullptr;
+  const TensorRef* w_file = nullptr;
+  const TensorRef* a_file = nullptr;
+  const TensorRef* b_file = nullptr;
 };
 
 // Sparse channel mix of one layer (issue 6, RWKV-Lite §4): a predictor marks the neurons
@@ -82,6 +89,9 @@ struct Scratch {
   std::vector<float> buf[16];
   std::vector<float> lowrank;  // T x r, used only inside linear()
   Probe* probe = nullptr;
+  // The first error of this forward pass from a streamed matrix read (linear() has no status:
+  // it zeroes its output and records the error here; forward_chunk checks after every block).
+  Status error;
   float* get(int i, size_t n) {
     if (buf[i].size() < n) buf[i].resize(n);
     return buf[i].data();

@@ -49,12 +49,18 @@ std::string format_bytes(double bytes) {
   return buf;
 }
 
-size_t MemoryPlan::cache_bytes() const { return emb_bytes + ffn_bytes + head_cache_bytes + head_transient_bytes; }
+size_t MemoryPlan::cache_bytes() const {
+  return emb_bytes + ffn_bytes + head_cache_bytes + head_transient_bytes + stream_buffer_bytes;
+}
 
 std::string MemoryPlan::describe() const {
   int64_t neurons = 0;
   for (int64_t n : ffn_neurons) neurons += n;
   return "budget " + format_bytes((double)budget) + ": resident weights " + format_bytes((double)resident_bytes) +
+         (streamed.empty() ? std::string()
+                           : ", " + std::to_string(streamed.size()) + " matrices streamed (" +
+                                 format_bytes((double)streamed_bytes) + " per token, buffer " +
+                                 format_bytes((double)stream_buffer_bytes) + ")") +
          ", states " + format_bytes((double)state_bytes) + ", scratch " + format_bytes((double)scratch_bytes) +
          ", embedding cache " + std::to_string(emb_rows) + " rows (" + format_bytes((double)emb_bytes) + "), FFN caches " + std::to_string(neurons) +
          " neurons in " + std::to_string(ffn_neurons.size()) + " layers (" + format_bytes((double)ffn_bytes) +
@@ -87,18 +93,41 @@ Result<MemoryPlan> plan_memory(const StoreLayout& L, const PlanRequest& req) {
   // The head cache's transient buffer holds the largest cluster; its cached clusters start at 0.
   p.head_cache_bytes = 0;
   p.head_transient_bytes = L.largest_cluster_bytes;
-  const size_t fixed = p.resident_bytes + p.state_bytes + p.scratch_bytes;
-  p.minimum = fixed + (size_t)p.emb_rows * L.emb_row_bytes + min_ffn + L.largest_cluster_bytes;
+  const size_t min_caches = (size_t)p.emb_rows * L.emb_row_bytes + min_ffn + L.largest_cluster_bytes;
+  std::vector<std::pair<std::string, size_t>> cand = L.streamable;
+  std::stable_sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  auto minimum_with = [&](size_t n_streamed) {
+    size_t resident = L.resident_bytes, buffer = 0;
+    for (size_t i = 0; i < n_streamed; ++i) {
+      resident -= std::min(resident, cand[i].second);
+      buffer = std::max(buffer, cand[i].second);
+    }
+    return resident + buffer + p.state_bytes + p.scratch_bytes + min_caches;
+  };
+  // Stream the largest matrices while the rest leaves less than a quarter of the budget to
+  // the caches beyond their minimum.
+  size_t n_streamed = 0;
+  while (n_streamed < cand.size() && minimum_with(n_streamed) + req.budget / 4 > req.budget) ++n_streamed;
+  p.minimum = minimum_with(cand.size());
   if (req.budget < p.minimum) {
     return Status::ResourceExhausted(
         "memory budget " + format_bytes((double)req.budget) + " (" + std::to_string(req.budget) +
         " bytes) is too small: this model needs at least " + format_bytes((double)p.minimum) + " (" +
-        std::to_string(p.minimum) + " bytes) = resident weights " + format_bytes((double)p.resident_bytes) +
-        " + states of " + std::to_string(req.states) + " session(s) " + format_bytes((double)p.state_bytes) +
-        " + scratch for " + std::to_string(req.chunk_rows) + "-row chunks " + format_bytes((double)p.scratch_bytes) +
-        " + the smallest caches " + format_bytes((double)(p.minimum - fixed)));
+        std::to_string(p.minimum) + " bytes) = resident weights and stream buffer " +
+        format_bytes((double)(p.minimum - min_caches - p.state_bytes - p.scratch_bytes)) + " + states of " +
+        std::to_string(req.states) + " session(s) " + format_bytes((double)p.state_bytes) + " + scratch for " +
+        std::to_string(req.chunk_rows) + "-row chunks " + format_bytes((double)p.scratch_bytes) +
+        " + the smallest caches " + format_bytes((double)min_caches));
   }
-  size_t left = req.budget - p.minimum;
+  p.resident_bytes = L.resident_bytes;
+  for (size_t i = 0; i < n_streamed; ++i) {
+    p.streamed.push_back(cand[i].first);
+    p.streamed_bytes += cand[i].second;
+    p.resident_bytes -= std::min(p.resident_bytes, cand[i].second);
+    p.stream_buffer_bytes = std::max(p.stream_buffer_bytes, cand[i].second);
+  }
+  const size_t used = minimum_with(n_streamed);
+  size_t left = req.budget - used;
   // Grows the head cache to `want` bytes as far as `left` allows.
   auto grow_head = [&](size_t want) {
     want = std::min(want, L.head_bytes);

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/common/status.h"
@@ -46,6 +47,9 @@ struct StoreLayout {
   size_t head_bytes = 0;           // clustered head.weight; 0 = no clustered head
   size_t largest_cluster_bytes = 0;
   double head_row_fraction = 1.0;  // expected fraction of head rows per token
+  // Dense matrices every step needs (part of resident_bytes) that may be streamed instead:
+  // (tensor name, bytes).
+  std::vector<std::pair<std::string, size_t>> streamable;
   size_t state_bytes = 0;          // one session's State
   size_t scratch_bytes_per_row = 0;
   size_t scratch_bytes_fixed = 0;
@@ -62,19 +66,27 @@ struct MemoryPlan {
   size_t ffn_bytes = 0;
   size_t head_cache_bytes = 0;      // cached clusters
   size_t head_transient_bytes = 0;  // plus one buffer of the largest cluster
+  // Dense per-step matrices read from the file for every product (largest first), their bytes
+  // per token and the buffer they share (the largest of them).
+  std::vector<std::string> streamed;
+  size_t streamed_bytes = 0;
+  size_t stream_buffer_bytes = 0;
   size_t minimum = 0;        // the smallest budget this model accepts with this request
   size_t cache_bytes() const;
   // One line: "budget 64.0 MiB = resident 20.1 MiB + states ... + caches (emb N rows, ...)".
   std::string describe() const;
 };
 
-// Splits req.budget: first the fixed part (resident weights, states, scratch) and the smallest
+// Splits req.budget. When the budget cannot keep every dense per-step matrix resident and
+// still give the caches a quarter of it, the largest of them are streamed (read per product
+// into one shared buffer) until it can. Then: the fixed part (resident weights, states, scratch) and the smallest
 // caches that work (16 embedding rows, 16 neurons plus a 32-row stream area per sparse layer,
 // a transient buffer of the largest head cluster);
 // then, in this order, the head cache up to twice its expected rows per token, each FFN cache
 // up to 1.5x its expected active neurons, the embedding cache up to 1024 rows, the FFN caches
 // up to every neuron, the whole head, the whole embedding. Errors: ResourceExhausted when the
-// budget is below the minimum, naming the minimum and what it is made of.
+// budget is below the minimum (every streamable matrix streamed), naming the minimum and what
+// it is made of.
 Result<MemoryPlan> plan_memory(const StoreLayout& layout, const PlanRequest& req);
 
 }  // namespace rwkv::store

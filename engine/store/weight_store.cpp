@@ -373,4 +373,32 @@ void ClusterCache::reset_stats() {
   st_.hits = st_.misses = st_.bytes_read = 0;
 }
 
+// --- MatrixStream ----------------------------------------------------------------------------
+
+MatrixStream::MatrixStream(const TensorSource* src, size_t buffer_bytes) : src_(src), buf_(buffer_bytes) {
+  st_.capacity_bytes = buffer_bytes;
+}
+
+Result<const uint8_t*> MatrixStream::load(const TensorRef& t) {
+  if (!buf_.ok() || buf_.size() < t.nbytes) {
+    return Status::ResourceExhausted("tensor '" + t.name + "': the matrix stream buffer (" + std::to_string(buf_.size()) +
+                                     " bytes) cannot hold it");
+  }
+  Status st = src_->read(t, 0, t.nbytes, buf_.data());
+  if (!st.ok()) return st;
+  ++st_.misses;
+  st_.bytes_read += t.nbytes;
+  return (const uint8_t*)buf_.data();
+}
+
+CacheStats MatrixStream::stats() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return st_;
+}
+
+void MatrixStream::reset_stats() {
+  std::lock_guard<std::mutex> lk(mu_);
+  st_.hits = st_.misses = st_.bytes_read = 0;
+}
+
 }  // namespace rwkv::store

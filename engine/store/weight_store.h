@@ -208,13 +208,36 @@ class ClusterCache {
   CacheStats st_;                              // guarded by mu_ (capacity_bytes constant)
 };
 
+// Dense matrices every step needs in full but that the budget cannot keep resident: each
+// product reads its matrix from the file into one shared buffer (the largest such matrix) and
+// runs the kernel there. Costs a read of the matrix per product (from the page cache when the
+// machine has room for it), no resident memory beyond the buffer.
+class MatrixStream {
+ public:
+  MatrixStream(const TensorSource* src, size_t buffer_bytes);
+  // Returns the lock the caller holds while it uses pointers from load().
+  std::unique_lock<std::mutex> begin() const { return std::unique_lock<std::mutex>(mu_); }
+  // Reads tensor t into the buffer; the pointer stays valid until the next load().
+  // REQUIRES: the lock from begin() is held. Errors: IOError, ResourceExhausted.
+  Result<const uint8_t*> load(const TensorRef& t);
+  CacheStats stats() const;
+  void reset_stats();
+
+ private:
+  const TensorSource* src_;
+  mutable std::mutex mu_;
+  AnonBuffer buf_;   // guarded by mu_
+  CacheStats st_;    // guarded by mu_ (misses = matrices read)
+};
+
 // Totals over a model's caches, for bench and /metrics.
 struct StoreStats {
   bool enabled = false;       // false: no budget, every weight mapped (the default)
   size_t budget = 0;
   size_t resident_bytes = 0;  // weights read whole at load
   CacheStats emb, ffn, head;
-  uint64_t bytes_read() const { return emb.bytes_read + ffn.bytes_read + head.bytes_read; }
+  CacheStats dense;           // streamed dense matrices (misses = matrix reads)
+  uint64_t bytes_read() const { return emb.bytes_read + ffn.bytes_read + head.bytes_read + dense.bytes_read; }
 };
 
 }  // namespace rwkv::store

@@ -213,6 +213,9 @@ TEST_CASE("compressed tiny model: the same logits bits from the map, from cache 
   CHECK(ts.emb.misses > 0);
   CHECK(ts.head.misses > 0);
   CHECK(ts.bytes_read() > 0);
+  // At the minimum every dense per-step matrix is streamed through the shared buffer.
+  CHECK(!tight.value()->memory_plan()->streamed.empty());
+  CHECK(ts.dense.misses > 0);
 
   // Batched: two sequences in one forward pass, chunks of 8 rows on both sides (the chunking
   // itself changes the gemm batch sizes, so it must be the same for a bitwise comparison).
@@ -253,6 +256,23 @@ TEST_CASE("dense tiny models under a budget: embedding rows from the file, same 
     greedy(*tight.value(), prompt, 24, &got);
     CHECK(same_bits(want, got));
     CHECK(tight.value()->store_stats().emb.misses > 0);
+    // Dequantised at load (quantised types): streamed tensors stay what the kernels read.
+    LoadOptions dq;
+    dq.dequantize = true;
+    Result<std::shared_ptr<Model>> dq_mapped = Model::load(path, dq);
+    REQUIRE(dq_mapped.ok());
+    dq.mem_budget = 256 << 20;
+    dq.budget_chunk_rows = 8;
+    Result<std::shared_ptr<Model>> dq_roomy = Model::load(path, dq);
+    REQUIRE(dq_roomy.ok());
+    dq.mem_budget = dq_roomy.value()->memory_plan()->minimum;
+    Result<std::shared_ptr<Model>> dq_tight = Model::load(path, dq);
+    REQUIRE_MESSAGE(dq_tight.ok(), dq_tight.status().to_string());
+    want.clear();
+    got.clear();
+    greedy(*dq_mapped.value(), prompt, 24, &want);
+    greedy(*dq_tight.value(), prompt, 24, &got);
+    CHECK(same_bits(want, got));
   }
 }
 
