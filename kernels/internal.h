@@ -22,6 +22,12 @@ const Kernels& avx2_table();
 // The same plus AVX-VNNI (kernels/avx2/avxvnni_kernels.cpp). Only call after the CPU check.
 const Kernels& avxvnni_table();
 #endif
+#if defined(RWKV_EDGE_HAVE_AVX512)
+// AVX-512 F/BW/VL/VNNI on top of AVX2 + FMA + F16C (kernels/avx512/); entries it does not
+// improve are `base`'s (the avx2-vnni or avx2 table). Only call after the CPU and OS check in
+// kernels.cpp; `base` is fixed by the first call.
+const Kernels& avx512_table(const Kernels& base);
+#endif
 #if defined(RWKV_EDGE_HAVE_NEON) && defined(__aarch64__)
 // AArch64 Advanced SIMD (kernels/neon/). Every AArch64 CPU has it.
 const Kernels& neon_table();
@@ -113,11 +119,10 @@ void run_tiles(const MatView& w, int64_t n, const Tile& tile) {
 
 // A per-thread byte buffer of at least `bytes`, reused across calls on the same thread (the
 // quantised activations of a gemm live here). Valid until the next call on this thread.
-inline uint8_t* thread_scratch(size_t bytes) {
-  thread_local std::vector<uint8_t> buf;
-  if (buf.size() < bytes) buf.resize(bytes);
-  return buf.data();
-}
+// Defined in kernels.cpp, which is compiled for the baseline ISA: an inline definition here
+// would instantiate std::vector code in every variant's file, and the linker may keep the copy
+// compiled with -mavx2 or -mavx512f for all callers (a SIGILL on older CPUs).
+uint8_t* thread_scratch(size_t bytes);
 
 // Is `t` one of the weight types gemm accepts?
 inline bool is_weight_type(DType t) {

@@ -1,7 +1,7 @@
 // Choosing the kernel table once per process, and the kernels' thread count.
 //
-// The choice: RWKV_EDGE_KERNELS=scalar forces the reference (=<name>, e.g. avx2, that variant if
-// the CPU runs it); otherwise the best compiled variant whose CPU features are present and which
+// The choice: RWKV_EDGE_KERNELS=scalar forces the reference (=<name>, e.g. avx512, avx2-vnni or
+// avx2, that variant if the CPU runs it); otherwise the best compiled variant whose CPU features are present and which
 // passes a known-answer test against the scalar reference (a miscompiled or mis-detected SIMD
 // path then costs speed, not wrong answers).
 #include <atomic>
@@ -15,6 +15,10 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#if defined(RWKV_EDGE_HAVE_AVX512)
+#include <cpuid.h>
+#endif
 
 #include "engine/common/fp16.h"
 #include "kernels/internal.h"
@@ -154,12 +158,40 @@ bool cpu_has_avx2() {
 }
 #endif
 
+#if defined(RWKV_EDGE_HAVE_AVX512)
+// Does the OS save and restore the opmask and all 32 zmm registers on a context switch? CPUID
+// can report AVX-512 while the kernel (or a hypervisor) leaves it off in XCR0; using zmm
+// registers then faults. Bits of XCR0: 1 SSE, 2 AVX, 5 opmask, 6 upper halves of zmm0-15,
+// 7 zmm16-31.
+bool os_saves_zmm() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid(1, &a, &b, &c, &d) == 0 || (c & bit_OSXSAVE) == 0) return false;
+  unsigned lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (lo & 0xE6u) == 0xE6u;
+}
+
+// AVX-512 F, BW, VL and VNNI (the avx512 table uses all four), usable by this process.
+bool cpu_has_avx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+         os_saves_zmm();
+}
+#endif
+
 // The compiled variants this CPU can run, best first (scalar excluded).
 std::vector<const Kernels*> runnable_variants() {
   std::vector<const Kernels*> v;
 #if defined(RWKV_EDGE_HAVE_AVX2)
   if (cpu_has_avx2()) {
-    if (__builtin_cpu_supports("avxvnni")) v.push_back(&detail::avxvnni_table());
+    const bool vnni = __builtin_cpu_supports("avxvnni");
+#if defined(RWKV_EDGE_HAVE_AVX512)
+    if (cpu_has_avx512()) {
+      v.push_back(&detail::avx512_table(vnni ? detail::avxvnni_table() : detail::avx2_table()));
+    }
+#endif
+    if (vnni) v.push_back(&detail::avxvnni_table());
     v.push_back(&detail::avx2_table());
   }
 #endif
@@ -232,6 +264,16 @@ int default_threads() {
 std::atomic<int> g_threads{0};  // 0 = default_threads()
 
 }  // namespace
+
+namespace detail {
+
+uint8_t* thread_scratch(size_t bytes) {
+  thread_local std::vector<uint8_t> buf;
+  if (buf.size() < bytes) buf.resize(bytes);
+  return buf.data();
+}
+
+}  // namespace detail
 
 const Kernels& kernels() {
   static const Kernels& k = choose();

@@ -4,10 +4,11 @@
 //   kern::MatView w{DType::kF16, rows, cols, data};
 //   k.gemm(w, x, /*ldx=*/cols, /*n=*/1, y, /*ldy=*/rows);   // y = W x
 //
-// The implementation (scalar reference, AVX2+FMA+F16C, NEON) is chosen once at start-up from
-// the CPU's features and checked against the scalar reference with a known-answer test;
-// RWKV_EDGE_KERNELS=scalar forces the reference (RWKV_EDGE_KERNELS=avx2 etc. a given variant, for
-// comparisons). Callers never name an ISA.
+// The implementation (scalar reference, AVX-512, AVX2+FMA+F16C with or without AVX-VNNI, NEON)
+// is chosen once at start-up from the CPU's features (for AVX-512 also the OS's support of the
+// zmm state) and checked against the scalar reference with a known-answer test;
+// RWKV_EDGE_KERNELS=scalar forces the reference (RWKV_EDGE_KERNELS=avx2, avx2-vnni, avx512 a
+// given variant, for comparisons). Callers never name an ISA.
 //
 // Thread-safety: the table is immutable after the first call to kernels(). Functions may be
 // called from several threads at once; gemm parallelises its outer row loop over a persistent
@@ -35,11 +36,14 @@ struct MatView {
 };
 
 struct Kernels {
-  const char* name;  // "scalar", "avx2", "neon"
+  const char* name;  // "scalar", "avx2", "avx2-vnni", "avx512", "neon"
 
   // Y[n, rows] = X[n, cols] · W[rows, cols]^T, i.e. y_t = W x_t for each of n vectors.
   // X rows are `ldx` floats apart, Y rows `ldy` floats apart. Any n >= 1.
-  // Numerics: f32 and f16 weights multiply f32 activations with f32 accumulation. Quantised
+  // Numerics: f32 and f16 weights multiply f32 activations with f32 accumulation; each variant
+  // sums in its own order (lanes of 8 or 16, tiles, column spans), so variants agree with the
+  // scalar reference to within float reassociation, not bit for bit (for a given variant and n
+  // the order, and so the result, does not depend on the thread count). Quantised
   // weights multiply activations quantised per block of 32 the way ggml does (q8_1 for
   // q4_1/q5_1, q8_0 otherwise), so results agree with rwkv.cpp / llama.cpp.
   // The row-scaled types keep the activations in f32 (choice (a) of issue #3, as RWKV-Lite's

@@ -1,0 +1,441 @@
+// AVX-512 kernels (compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni on top of -mavx2
+// -mfma -mf16c; chosen only on CPUs with all of them whose OS saves the zmm state, see
+// kernels.cpp). The "avx512" table.
+//
+// What it changes over the AVX2 tables (issue #3: "a batch of 8 vectors costs <= 2.5x one
+// vector"): the float-activation gemms (f32, f16, i8r, i1r), which are bound by the FMA ports
+// once a batch shares each weight. 16-lane zmm FMAs do twice the work per instruction, and the
+// 32 zmm registers hold tiles of 3 rows x 8 vectors (24 accumulators), so each weight is loaded
+// and converted (vcvtph2ps, vpmovsxbd + vcvtdq2ps) once per 8 vectors instead of once per 4.
+// i1r uses the 16 sign bits of a step directly as a write mask: Σ_k ±x_k = 2 Σ_{bit set} x_k -
+// Σ_k x_k, one masked add per 16 weights and vector, the row-independent Σ_k x_k once per gemm.
+// Everything else (the block-quantised types, the sparse kernels, the conversions) is the base
+// table's (avx2-vnni or avx2), called through its function pointers.
+//
+// Everything here has internal linkage and the file instantiates no std:: templates that other
+// files also instantiate, so no function compiled with AVX-512 can be picked by the linker for
+// code that runs on other CPUs (kernels/internal.h keeps its shared helpers out of line or
+// trivially inlined for the same reason).
+//
+// Numerics: f32 accumulation in 16 lanes, a different reassociation of the scalar sum than the
+// AVX2 tables' 8 lanes (kernels.h); i8r / i1r multiply the finished sum by the row scale.
+// GCC 12's AVX-512 intrinsics fill "don't care" operands with _mm512_undefined_*(), which it
+// then reports as uninitialised wherever they are inlined: false positives, silenced here.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "engine/common/dtype.h"
+#include "kernels/internal.h"
+
+namespace rwkv::kern::detail {
+namespace {
+
+constexpr int kCacheLine = 64;
+
+// The table this one falls back to (and whose activation quantiser it uses); set once by
+// avx512_table() before any use.
+const Kernels* g_base = nullptr;
+
+// Lanes [0, rem) set. REQUIRES: 0 <= rem <= 16.
+inline __mmask16 tail_mask(int64_t rem) { return (__mmask16)((1u << rem) - 1u); }
+
+// How float_tile reads a row: 16 consecutive weights as f32 (k a multiple of 16 except in
+// load_tail), the byte offset of weight k (for prefetches), the bytes of 64 weights, and the
+// factor the row's sum is multiplied by (1 for f32 / f16, the row scale for i8r).
+struct F32Weights {
+  static constexpr int kBytesPer64 = 256;
+  static size_t offset(int64_t k) { return 4 * (size_t)k; }
+  static float scale(const uint8_t*) { return 1.0f; }
+  static __m512 load(const uint8_t* row, int64_t k) {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + k);
+  }
+  // Weights k .. k+rem-1, zero beyond (masked lanes are not read). REQUIRES: 0 < rem < 16.
+  static __m512 load_tail(const uint8_t* row, int64_t k, int64_t rem) {
+    return _mm512_maskz_loadu_ps(tail_mask(rem), reinterpret_cast<const float*>(row) + k);
+  }
+};
+
+struct F16Weights {
+  static constexpr int kBytesPer64 = 128;
+  static size_t offset(int64_t k) { return 2 * (size_t)k; }
+  static float scale(const uint8_t*) { return 1.0f; }
+  static __m512 load(const uint8_t* row, int64_t k) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * k)));
+  }
+  static __m512 load_tail(const uint8_t* row, int64_t k, int64_t rem) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail_mask(rem), row + 2 * k));
+  }
+};
+
+// i8r: the int8 values widened to f32 (vpmovsxbd + vcvtdq2ps per 16 weights).
+struct I8RWeights {
+  static constexpr int kBytesPer64 = 64;
+  static size_t offset(int64_t k) { return 4 + (size_t)k; }
+  static float scale(const uint8_t* row) { return row_scale(row); }
+  static __m512 load(const uint8_t* row, int64_t k) {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 4 + k));
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+  }
+  static __m512 load_tail(const uint8_t* row, int64_t k, int64_t rem) {
+    const __m128i q = _mm_maskz_loadu_epi8(tail_mask(rem), row + 4 + k);
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+  }
+};
+
+// Accumulator sets per (row, vector) pair: a tile with few vectors alternates several so that
+// enough FMAs are in flight (latency 4, two ports).
+template <int V>
+constexpr int acc_sets() {
+  return V == 1 ? 4 : V == 2 ? 2 : 1;
+}
+
+// Y[v0+v][r0+r] (+)= W[r0+r, k0:k1] · X[v0+v, k0:k1] for r < R, v < V: every weight load feeds
+// V FMAs and every activation load R FMAs. Stores when k0 == 0, adds otherwise. Steps of 64
+// weights; each asks for the same lines of the next tile's rows into L2, as the AVX2 tiles do
+// (kernels/avx2/avx2_kernels.cpp says why).
+template <class W, int R, int V>
+void float_tile(const RowPtrs& w, int64_t r0, const float* x, int64_t ldx, int64_t v0, float* y,
+                int64_t ldy, int64_t k0, int64_t k1) {
+  constexpr int A = acc_sets<V>();
+  const uint8_t* wr[R];
+  for (int r = 0; r < R; ++r) wr[r] = w(r0 + r);
+  const int64_t next_tile = R * (int64_t)w.stride;
+  const float* xv[V];
+  for (int v = 0; v < V; ++v) xv[v] = x + (v0 + v) * ldx;
+
+  __m512 acc[A][R][V];
+  for (int a = 0; a < A; ++a)
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < V; ++v) acc[a][r][v] = _mm512_setzero_ps();
+
+  // The first vector group fetches; later groups over the same span find the lines there.
+  const bool fetch = v0 == 0;
+  int64_t k = k0;
+  for (; k + 64 <= k1; k += 64) {
+    for (int r = 0; r < R && fetch; ++r) {
+      // A prefetch past the end of the matrix is a harmless hint.
+      const char* ahead = reinterpret_cast<const char*>(wr[r] + next_tile + W::offset(k));
+      for (int l = 0; l < W::kBytesPer64 / kCacheLine; ++l) _mm_prefetch(ahead + kCacheLine * l, _MM_HINT_T1);
+    }
+    for (int u = 0; u < 4; ++u) {
+      __m512 wv[R];
+      for (int r = 0; r < R; ++r) wv[r] = W::load(wr[r], k + 16 * u);
+      for (int v = 0; v < V; ++v) {
+        const __m512 xk = _mm512_loadu_ps(xv[v] + k + 16 * u);
+        for (int r = 0; r < R; ++r) acc[u % A][r][v] = _mm512_fmadd_ps(wv[r], xk, acc[u % A][r][v]);
+      }
+    }
+  }
+  for (; k < k1; k += 16) {
+    const int64_t rem = k1 - k;
+    __m512 wv[R];
+    __m512 xk[V];
+    if (rem >= 16) {
+      for (int r = 0; r < R; ++r) wv[r] = W::load(wr[r], k);
+      for (int v = 0; v < V; ++v) xk[v] = _mm512_loadu_ps(xv[v] + k);
+    } else {
+      for (int r = 0; r < R; ++r) wv[r] = W::load_tail(wr[r], k, rem);
+      for (int v = 0; v < V; ++v) xk[v] = _mm512_maskz_loadu_ps(tail_mask(rem), xv[v] + k);
+    }
+    for (int v = 0; v < V; ++v)
+      for (int r = 0; r < R; ++r) acc[0][r][v] = _mm512_fmadd_ps(wv[r], xk[v], acc[0][r][v]);
+  }
+  for (int r = 0; r < R; ++r) {
+    const float s = W::scale(wr[r]);
+    for (int v = 0; v < V; ++v) {
+      __m512 a = acc[0][r][v];
+      for (int u = 1; u < A; ++u) a = _mm512_add_ps(a, acc[u][r][v]);
+      float& out = y[(v0 + v) * ldy + r0 + r];
+      const float sum = s * _mm512_reduce_add_ps(a);
+      out = k0 == 0 ? sum : out + sum;
+    }
+  }
+}
+
+// The sign bits of weights k .. k+15 of an i1r row as a lane mask (bit j: weight k+j is +1),
+// only the `rem` first when rem < 16, without reading past the row's last byte.
+// REQUIRES: k % 16 == 0.
+// (kmovw from memory: a load, where a load into a general register and kmovw from it would add
+// a port-5 uop per 16 weights.)
+inline __mmask16 sign_mask(const uint8_t* row, int64_t k) {
+  return _load_mask16(reinterpret_cast<__mmask16*>(const_cast<uint8_t*>(row + 4 + ((size_t)k >> 3))));
+}
+inline __mmask16 sign_mask_tail(const uint8_t* row, int64_t k, int64_t rem) {
+  uint16_t m = 0;
+  std::memcpy(&m, row + 4 + ((size_t)k >> 3), (size_t)(rem + 7) / 8);
+  return (__mmask16)(m & tail_mask(rem));
+}
+
+// i1r: Y[v0+v][r0+r] (+)= s_r Σ_{k0 <= k < k1} ±x_k as 2 s_r Σ_{bit set} x_k, minus s_r xsum[v]
+// (Σ_k x_k over the whole row) when k0 == 0: one masked add per 16 weights and vector, where a
+// ±1.0f vector and an FMA would take two. Prefetches like float_tile, once per 512 weights
+// (a line of signs).
+template <int R, int V>
+void sign_tile(const RowPtrs& w, int64_t r0, const float* x, int64_t ldx, const float* xsum, int64_t v0,
+               float* y, int64_t ldy, int64_t k0, int64_t k1) {
+  constexpr int A = acc_sets<V>();
+  const uint8_t* wr[R];
+  for (int r = 0; r < R; ++r) wr[r] = w(r0 + r);
+  const int64_t next_tile = R * (int64_t)w.stride;
+  const float* xv[V];
+  for (int v = 0; v < V; ++v) xv[v] = x + (v0 + v) * ldx;
+
+  __m512 acc[A][R][V];
+  for (int a = 0; a < A; ++a)
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < V; ++v) acc[a][r][v] = _mm512_setzero_ps();
+
+  const bool fetch = v0 == 0;
+  int64_t k = k0;
+  for (; k + 64 <= k1; k += 64) {
+    if (fetch && (k - k0) % 512 == 0) {
+      for (int r = 0; r < R; ++r) {
+        _mm_prefetch(reinterpret_cast<const char*>(wr[r] + next_tile + 4 + ((size_t)k >> 3)), _MM_HINT_T1);
+      }
+    }
+    for (int u = 0; u < 4; ++u) {
+      __mmask16 m[R];
+      for (int r = 0; r < R; ++r) m[r] = sign_mask(wr[r], k + 16 * u);
+      for (int v = 0; v < V; ++v) {
+        const __m512 xk = _mm512_loadu_ps(xv[v] + k + 16 * u);
+        for (int r = 0; r < R; ++r) {
+          acc[u % A][r][v] = _mm512_mask_add_ps(acc[u % A][r][v], m[r], acc[u % A][r][v], xk);
+        }
+      }
+    }
+  }
+  for (; k < k1; k += 16) {
+    const int64_t rem = k1 - k < 16 ? k1 - k : 16;
+    __mmask16 m[R];
+    for (int r = 0; r < R; ++r) m[r] = rem == 16 ? sign_mask(wr[r], k) : sign_mask_tail(wr[r], k, rem);
+    for (int v = 0; v < V; ++v) {
+      const __m512 xk = _mm512_maskz_loadu_ps(tail_mask(rem), xv[v] + k);
+      for (int r = 0; r < R; ++r) acc[0][r][v] = _mm512_mask_add_ps(acc[0][r][v], m[r], acc[0][r][v], xk);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const float s = row_scale(wr[r]);
+    for (int v = 0; v < V; ++v) {
+      __m512 a = acc[0][r][v];
+      for (int u = 1; u < A; ++u) a = _mm512_add_ps(a, acc[u][r][v]);
+      const float twice = 2.0f * _mm512_reduce_add_ps(a);
+      float& out = y[(v0 + v) * ldy + r0 + r];
+      out = k0 == 0 ? s * (twice - xsum[v0 + v]) : out + s * twice;
+    }
+  }
+}
+
+// --- driving the tiles ------------------------------------------------------------------------
+
+// Tiles of 3 rows x up to 8 vectors: 24 zmm accumulators, 3 weight vectors and an activation
+// fit the 32 registers. Span: 3 rows x 512 f32 (6 KiB) and 8 vectors' 512 activations (16 KiB)
+// stay in L1 while a second vector group passes (n > 8).
+constexpr int kTileRows = 3, kTileVecs = 8, kSpan = 512;
+
+template <class W>
+void gemm_float(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
+  const RowPtrs wr(w);
+  run_tiles<kTileRows, kTileVecs, kSpan>(w, n, [&](auto rows, auto vecs, int64_t r0, int64_t v0, int64_t k0, int64_t k1) {
+    float_tile<W, decltype(rows)::value, decltype(vecs)::value>(wr, r0, x, ldx, v0, y, ldy, k0, k1);
+  });
+}
+
+// Σ_k x[k] for k < cols, in 16 lanes.
+float sum_floats(const float* x, int64_t cols) {
+  __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 32 <= cols; k += 32) {
+    a = _mm512_add_ps(a, _mm512_loadu_ps(x + k));
+    b = _mm512_add_ps(b, _mm512_loadu_ps(x + k + 16));
+  }
+  for (; k < cols; k += 16) {
+    const int64_t rem = cols - k < 16 ? cols - k : 16;
+    a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(tail_mask(rem), x + k));
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(a, b));
+}
+
+void gemm_sign(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
+  // Σ_k x_k of every vector, once, on the calling thread; the team only reads them.
+  float* xsum = reinterpret_cast<float*>(thread_scratch((size_t)n * sizeof(float)));
+  for (int64_t v = 0; v < n; ++v) xsum[v] = sum_floats(x + v * ldx, w.cols);
+  const RowPtrs wr(w);
+  run_tiles<kTileRows, kTileVecs, kSpan>(w, n, [&](auto rows, auto vecs, int64_t r0, int64_t v0, int64_t k0, int64_t k1) {
+    sign_tile<decltype(rows)::value, decltype(vecs)::value>(wr, r0, x, ldx, xsum, v0, y, ldy, k0, k1);
+  });
+}
+
+// --- q8_0, 8 vectors at a time ------------------------------------------------------------------
+
+// The q8_0-quantised activations of a gemm for q8_0_rows8, by groups of 8 vectors (the last
+// padded with zero vectors) and blocks: per (group, block), four 64-byte pairs of chunks, where
+// lanes 2v and 2v+1 (int32) of pair p hold bytes 8p .. 8p+7 of vector v's block (chunks 2p and
+// 2p+1); then per lane the vector's scale d (f32 of the fp16), and the offset 128 Σq of the
+// block in lane 2v (0 in lane 2v+1).
+struct Acts8 {
+  const int8_t* q;     // [groups * nb * 256]
+  const float* d;      // [groups * nb * 16]
+  const int32_t* off;  // [groups * nb * 16]
+  int64_t nb;
+};
+
+// Y[8g+v][r0+r] (+)= the q8_0 dot over columns k0..k1 (whole blocks) for r < R and v < nv.
+// Per block and row, the weights go in as unsigned u = w + 128 (w xor 0x80), and each 8 of them
+// are broadcast to every 64-bit lane (a plain load), so one 512-bit vpdpbusd multiplies 8
+// weights with 8 vectors' activations: lane 2v sums chunk 2p, lane 2v+1 chunk 2p+1. Four of them
+// give the block's Σ u x per vector in two lanes; Σ w x = Σ u x - 128 Σx (the offset lane),
+// exact in int32 as in the other tables; then lanes * (d_w d_x) are accumulated in f32 and the
+// two lanes of each vector added at the end. Stores when k0 == 0, adds otherwise. When `fetch`
+// > 0, asks for the weights `fetch` bytes ahead of each row into L2.
+template <int R>
+void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t g, int nv, float* y, int64_t ldy,
+                int64_t k0, int64_t k1, int64_t fetch) {
+  // A run of blocks is decoded (u, and d_w as f32) into `dec` first, from where the main loop
+  // broadcasts them with plain loads.
+  constexpr int kRun = 32;
+  alignas(64) uint8_t dec[R][kRun][kQK];
+  float dwf[R][kRun];
+  const int64_t nb = xa.nb, b0 = k0 / kQK, b1 = k1 / kQK;
+  const BlockQ8_0* wb[R];
+  for (int r = 0; r < R; ++r) wb[r] = reinterpret_cast<const BlockQ8_0*>(w(r0 + r));
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  const __m256i flip = _mm256_set1_epi8((char)0x80);
+
+  for (int64_t run = b0; run < b1; run += kRun) {
+    const int64_t run_end = b1 - run < kRun ? b1 : run + kRun;
+    for (int r = 0; r < R; ++r) {
+      for (int64_t i = run; i < run_end; ++i) {
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[r][i].qs));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(dec[r][i - run]), _mm256_xor_si256(q, flip));
+        dwf[r][i - run] = _cvtsh_ss(wb[r][i].d);
+      }
+    }
+    for (int64_t i = run; i < run_end; ++i) {
+      const int64_t xi = g * nb + i;
+      const int8_t* xq = xa.q + xi * 256;
+      __m512i x4[4];
+      for (int p = 0; p < 4; ++p) x4[p] = _mm512_load_si512(xq + 64 * p);
+      __m512i dot[R], dot2[R];
+      for (int r = 0; r < R; ++r) {
+        // A prefetch past the end of the matrix is a harmless hint.
+        if (fetch > 0) _mm_prefetch(reinterpret_cast<const char*>(wb[r] + i) + fetch, _MM_HINT_T1);
+        int64_t u0, u1, u2, u3;
+        std::memcpy(&u0, dec[r][i - run], 8);
+        std::memcpy(&u1, dec[r][i - run] + 8, 8);
+        std::memcpy(&u2, dec[r][i - run] + 16, 8);
+        std::memcpy(&u3, dec[r][i - run] + 24, 8);
+        // Two chains per row halve the dependency through vpdpbusd's latency.
+        dot[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi64(u0), x4[0]);
+        dot2[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi64(u1), x4[1]);
+        dot[r] = _mm512_dpbusd_epi32(dot[r], _mm512_set1_epi64(u2), x4[2]);
+        dot2[r] = _mm512_dpbusd_epi32(dot2[r], _mm512_set1_epi64(u3), x4[3]);
+      }
+      const __m512i off = _mm512_load_si512(xa.off + xi * 16);
+      const __m512 dx = _mm512_load_ps(xa.d + xi * 16);
+      for (int r = 0; r < R; ++r) {
+        const __m512i sum = _mm512_sub_epi32(_mm512_add_epi32(dot[r], dot2[r]), off);
+        const __m512 d = _mm512_mul_ps(_mm512_set1_ps(dwf[r][i - run]), dx);
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), d, acc[r]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    alignas(64) float out[16];
+    _mm512_store_ps(out, acc[r]);
+    for (int v = 0; v < nv; ++v) {
+      float& o = y[(8 * g + v) * ldy + r0 + r];
+      const float sum = out[2 * v] + out[2 * v + 1];
+      o = k0 == 0 ? sum : o + sum;
+    }
+  }
+}
+
+// Tiles of 4 rows (their decoded runs take 4 KiB of L1); spans of 1024 columns as in the AVX2
+// tables.
+constexpr int kQuantTileRows = 4, kQuantSpan = 1024;
+
+// q8_0 gemm for n >= 8 (fewer vectors go to the base table, whose per-vector tiles suit them).
+void gemm_q8_0(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
+  assert(w.cols % kQK == 0);
+  const int64_t nb = w.cols / kQK, groups = (n + 7) / 8;
+  // Quantise every activation row once, on the calling thread, with the base table's quantiser
+  // (bit for bit the scalar one); the team only reads the interleaved copy.
+  const size_t nq = (size_t)(n * nb), ng = (size_t)(groups * nb);
+  uint8_t* scratch = thread_scratch(nq * sizeof(BlockQ8_0) + ng * (256 + 16 * 4 + 16 * 4) + 64);
+  int8_t* q = reinterpret_cast<int8_t*>(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+  float* d = reinterpret_cast<float*>(q + ng * 256);
+  int32_t* off = reinterpret_cast<int32_t*>(d + ng * 16);
+  BlockQ8_0* blocks = reinterpret_cast<BlockQ8_0*>(off + ng * 16);
+  for (int64_t v = 0; v < n; ++v) g_base->quantize_q8_0(x + v * ldx, blocks + v * nb, w.cols);
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t gb = g * nb + b;
+      for (int v = 0; v < 8; ++v) {
+        const int64_t src = 8 * g + v;
+        int32_t sum = 0;
+        float dv = 0.0f;
+        if (src < n) {
+          const BlockQ8_0& blk = blocks[src * nb + b];
+          for (int j = 0; j < kQK; ++j) sum += blk.qs[j];
+          dv = _cvtsh_ss(blk.d);
+          for (int p = 0; p < 4; ++p) std::memcpy(q + gb * 256 + 64 * p + 8 * v, blk.qs + 8 * p, 8);
+        } else {
+          for (int p = 0; p < 4; ++p) std::memset(q + gb * 256 + 64 * p + 8 * v, 0, 8);
+        }
+        d[gb * 16 + 2 * v] = d[gb * 16 + 2 * v + 1] = dv;
+        off[gb * 16 + 2 * v] = sum * 128;
+        off[gb * 16 + 2 * v + 1] = 0;
+      }
+    }
+  }
+  const Acts8 xa{q, d, off, nb};
+  const RowPtrs wr(w);
+  run_tiles<kQuantTileRows, 8, kQuantSpan>(w, n, [&](auto rows, auto vecs, int64_t r0, int64_t v0, int64_t k0, int64_t k1) {
+    constexpr int R = decltype(rows)::value;
+    const int64_t fetch = v0 == 0 ? R * (int64_t)wr.stride : 0;
+    q8_0_rows8<R>(wr, r0, xa, v0 / 8, decltype(vecs)::value, y, ldy, k0, k1, fetch);
+  });
+}
+
+// --- the table ----------------------------------------------------------------------------------
+
+// Y[n, rows] = X[n, cols] · W[rows, cols]^T (see kernels.h).
+void gemm(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
+  assert(is_weight_type(w.type));
+  switch (w.type) {
+    case DType::kF32: gemm_float<F32Weights>(w, x, ldx, n, y, ldy); return;
+    case DType::kF16: gemm_float<F16Weights>(w, x, ldx, n, y, ldy); return;
+    case DType::kI8R: gemm_float<I8RWeights>(w, x, ldx, n, y, ldy); return;
+    case DType::kI1R: gemm_sign(w, x, ldx, n, y, ldy); return;
+    case DType::kQ8_0:
+      if (n >= 8) {
+        gemm_q8_0(w, x, ldx, n, y, ldy);
+      } else {
+        g_base->gemm(w, x, ldx, n, y, ldy);
+      }
+      return;
+    default: g_base->gemm(w, x, ldx, n, y, ldy); return;
+  }
+}
+
+}  // namespace
+
+const Kernels& avx512_table(const Kernels& base) {
+  static const Kernels k = [&] {
+    g_base = &base;
+    Kernels t = base;
+    t.name = "avx512";
+    t.gemm = gemm;
+    return t;
+  }();
+  return k;
+}
+
+}  // namespace rwkv::kern::detail
