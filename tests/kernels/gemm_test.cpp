@@ -159,10 +159,12 @@ std::string describe(const Kernels& k, const Problem& p) {
 }
 
 const int64_t kRows[] = {1, 2, 3, 4, 5, 7, 8, 13, 31, 64, 67};
-// 1000 and 2080 exceed the column spans of the SIMD kernels (n > 4 goes span by span).
-const int64_t kFloatCols[] = {1, 7, 8, 9, 33, 100, 256, 1000};
+// 1000 and 2080 exceed the column spans of the SIMD kernels (n > 4 in AVX2, n > 8 in AVX-512
+// goes span by span); 16, 17 and 65 straddle the 16-lane vectors and 64-weight steps of AVX-512.
+const int64_t kFloatCols[] = {1, 7, 8, 9, 16, 17, 33, 65, 100, 256, 1000};
 const int64_t kQuantCols[] = {32, 64, 96, 160, 512, 2080};
-const int64_t kNs[] = {1, 2, 3, 5, 8, 16};
+// Every vector-group remainder of the 4- and 8-vector tiles, and two groups (16).
+const int64_t kNs[] = {1, 2, 3, 5, 8, 9, 13, 16};
 
 // Calls f(problem) over the shape grid for type t.
 template <class F>
