@@ -159,8 +159,8 @@ Result<MemoryPlan> plan_memory(const StoreLayout& L, const PlanRequest& req) {
     p.emb_rows += add;
     left -= (size_t)add * L.emb_row_bytes;
   };
-  grow_head((size_t)std::ceil(2.0 * L.head_row_fraction * (double)L.head_bytes));
   grow_ffn([&](size_t i) { return (int64_t)std::ceil(1.5 * L.ffn[i].expected_active * (double)L.ffn[i].n_ffn); });
+  grow_head((size_t)std::ceil(2.0 * L.head_row_fraction * (double)L.head_bytes));
   grow_emb(kEmbRowsWanted);
   grow_ffn([&](size_t i) { return L.ffn[i].n_ffn; });
   grow_head(L.head_bytes);

@@ -80,10 +80,10 @@ struct MemoryPlan {
 // Splits req.budget. When the budget cannot keep every dense per-step matrix resident and
 // still give the caches a quarter of it, the largest of them are streamed (read per product
 // into one shared buffer) until it can. Then: the fixed part (resident weights, states, scratch) and the smallest
-// caches that work (16 embedding rows, 16 neurons plus a 32-row stream area per sparse layer,
+// caches that work (16 embedding rows, 16 neurons plus a 64-row stream area per sparse layer,
 // a transient buffer of the largest head cluster);
-// then, in this order, the head cache up to twice its expected rows per token, each FFN cache
-// up to 1.5x its expected active neurons, the embedding cache up to 1024 rows, the FFN caches
+// then, in this order, each FFN cache up to 1.5x its expected active neurons, the head cache up
+// to twice its expected rows per token, the embedding cache up to 1024 rows, the FFN caches
 // up to every neuron, the whole head, the whole embedding. Errors: ResourceExhausted when the
 // budget is below the minimum (every streamable matrix streamed), naming the minimum and what
 // it is made of.

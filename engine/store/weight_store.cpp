@@ -208,6 +208,8 @@ NeuronCache::NeuronCache(const TensorSource* src, const TensorRef* key, const Te
     k_slab_ = AnonBuffer(bytes_for(lru_.capacity(), k_row_bytes_));
   }
   v_slab_ = AnonBuffer(bytes_for(lru_.capacity(), v_row_bytes_));
+  v_gap_.resize(v_row_bytes_);
+  k_gap_.resize(k_row_bytes_);
   st_.capacity_bytes = k_slab_.size() + v_slab_.size();
 }
 
@@ -224,13 +226,22 @@ Status NeuronCache::run(const int32_t* active, int64_t n, const float* xk, const
   // Reads the chunk's missing rows (runs of consecutive neurons are contiguous in the file:
   // one scattered read per run and matrix), then runs the kernels over the chunk's slots.
   auto flush = [&](int64_t j0, int64_t m) -> Status {
+    // Misses close together in the file (gaps of at most kMaxGap rows) are fetched with one
+    // preadv per matrix over their whole span; the gap rows land in a scratch row (cheaper than
+    // one system call per run when the active neurons are dense).
     std::vector<uint8_t*> kd, vd;
     for (size_t a = 0; a < miss_.size();) {
       size_t b = a + 1;
-      while (b < miss_.size() && active[j0 + miss_[b]] == active[j0 + miss_[b - 1]] + 1) ++b;
+      while (b < miss_.size() && active[j0 + miss_[b]] - active[j0 + miss_[b - 1]] <= kMaxGap + 1) ++b;
       kd.clear();
       vd.clear();
       for (size_t i = a; i < b; ++i) {
+        if (i > a) {
+          for (int32_t g = active[j0 + miss_[i - 1]] + 1; g < active[j0 + miss_[i]]; ++g) {
+            if (key_ != nullptr) kd.push_back(k_gap_.data());
+            vd.push_back(v_gap_.data());
+          }
+        }
         const int32_t s = slots_[(size_t)miss_[i]];
         if (key_ != nullptr) kd.push_back(k_slab_.data() + (size_t)s * k_row_bytes_);
         vd.push_back(v_slab_.data() + (size_t)s * v_row_bytes_);
@@ -239,11 +250,11 @@ Status NeuronCache::run(const int32_t* active, int64_t n, const float* xk, const
       Status st;
       if (key_ != nullptr) {
         st = src_->read_rows(*key_, first, k_row_bytes_, kd.data(), (int)kd.size());
-        st_.bytes_read += (b - a) * k_row_bytes_;
+        st_.bytes_read += kd.size() * k_row_bytes_;
       }
       if (st.ok()) {
         st = src_->read_rows(value_t_, first, v_row_bytes_, vd.data(), (int)vd.size());
-        st_.bytes_read += (b - a) * v_row_bytes_;
+        st_.bytes_read += vd.size() * v_row_bytes_;
       }
       if (!st.ok()) {
         // Slots may hold partial data: forget the whole cache rather than serve it.

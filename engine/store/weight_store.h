@@ -141,7 +141,10 @@ class EmbeddingCache {
 // smaller than the active set keeps its neurons instead of cycling through all of them).
 class NeuronCache {
  public:
-  static constexpr int64_t kStreamRows = 32;
+  static constexpr int64_t kStreamRows = 64;
+  // Missing neurons at most this many rows apart are read with one system call (the rows in
+  // between are read and dropped).
+  static constexpr int32_t kMaxGap = 4;
   // Memory of a cache of `capacity` neurons of `neuron_bytes` each (stream area included).
   static size_t bytes_for(int64_t capacity, size_t neuron_bytes) {
     return (size_t)(capacity + kStreamRows) * neuron_bytes;
@@ -167,6 +170,7 @@ class NeuronCache {
   mutable std::mutex mu_;
   SlotLru lru_;                       // guarded by mu_
   AnonBuffer k_slab_, v_slab_;        // guarded by mu_
+  std::vector<uint8_t> k_gap_, v_gap_; // guarded by mu_: where gap rows of a span read land
   std::vector<int32_t> slots_, miss_; // guarded by mu_ (per-call scratch)
   uint64_t round_ = 0;                // guarded by mu_: one per run()
   CacheStats st_;                     // guarded by mu_
