@@ -89,7 +89,7 @@ def parse_args(argv):
     p.add_argument("--run-dir", default=None, help="checkpoint, log and result.json (default DATA/finetune)")
     p.add_argument("--resume", action="store_true", help="continue RUN/checkpoint.pt")
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, default=150, help="optimizer steps; the LR schedule spans them")
+    g.add_argument("--steps", type=int, default=120, help="optimizer steps; the LR schedule spans them")
     g.add_argument("--ctx-len", type=int, default=256, help="tokens per window (backprop length)")
     g.add_argument("--batch-size", type=int, default=4, help="parallel streams")
     g.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
