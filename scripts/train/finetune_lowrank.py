@@ -38,6 +38,7 @@ import json
 import math
 import os
 import signal
+import struct
 import sys
 import time
 
@@ -301,7 +302,7 @@ def run(args):
     try:
         g = read_gguf(args.model)
         model, factored = model_from_gguf(g)
-    except (GgufError, OSError) as e:
+    except (ValueError, OSError, struct.error) as e:  # GgufError and bad UTF-8 are ValueErrors
         print("finetune_lowrank: %s" % e, file=sys.stderr)
         return 1
     train_tokens, heldout = load_tokens(args, g)

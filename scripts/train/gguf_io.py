@@ -106,7 +106,11 @@ class _Reader:
 
     def string(self):
         n = self.scalar("<Q")
-        return self.take(n).decode("utf-8")
+        at = self.pos
+        try:
+            return self.take(n).decode("utf-8")
+        except UnicodeDecodeError:
+            raise GgufError("%s: string at byte %d is not UTF-8" % (self.path, at))
 
     def value(self, vtype):
         if vtype == STRING:
