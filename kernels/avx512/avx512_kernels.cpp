@@ -3,14 +3,16 @@
 // kernels.cpp). The "avx512" table.
 //
 // What it changes over the AVX2 tables (issue #3: "a batch of 8 vectors costs <= 2.5x one
-// vector"): the float-activation gemms (f32, f16, i8r, i1r), which are bound by the FMA ports
-// once a batch shares each weight. 16-lane zmm FMAs do twice the work per instruction, and the
-// 32 zmm registers hold tiles of 3 rows x 8 vectors (24 accumulators), so each weight is loaded
-// and converted (vcvtph2ps, vpmovsxbd + vcvtdq2ps) once per 8 vectors instead of once per 4.
-// i1r uses the 16 sign bits of a step directly as a write mask: Σ_k ±x_k = 2 Σ_{bit set} x_k -
-// Σ_k x_k, one masked add per 16 weights and vector, the row-independent Σ_k x_k once per gemm.
-// Everything else (the block-quantised types, the sparse kernels, the conversions) is the base
-// table's (avx2-vnni or avx2), called through its function pointers.
+// vector"; issue #5: batched decode):
+// - f32 gemm: 16-lane zmm FMAs, and the 32 zmm registers hold tiles of 3 rows x 8 vectors (24
+//   accumulators), so each weight is loaded once per 8 vectors instead of once per 4.
+// - i1r gemm: the 16 sign bits of a step are the write mask of a masked add,
+//   Σ_k ±x_k = 2 Σ_{bit set} x_k - Σ_k x_k: one add per 16 weights and vector, the
+//   row-independent Σ_k x_k once per gemm.
+// - q8_0 gemm with n >= 8: 512-bit vpdpbusd over 8 vectors at once (q8_0_rows8).
+// Everything else (f16 and i8r, whose zmm tiles measured slower, see gemm(); q8_0 with n < 8 and
+// the other block types; the sparse kernels; the conversions) is the base table's (avx2-vnni or
+// avx2), called through its function pointers.
 //
 // Everything here has internal linkage and the file instantiates no std:: templates that other
 // files also instantiate, so no function compiled with AVX-512 can be picked by the linker for
@@ -18,7 +20,8 @@
 // trivially inlined for the same reason).
 //
 // Numerics: f32 accumulation in 16 lanes, a different reassociation of the scalar sum than the
-// AVX2 tables' 8 lanes (kernels.h); i8r / i1r multiply the finished sum by the row scale.
+// AVX2 tables' 8 lanes (kernels.h); i1r multiplies the finished sum by the row scale; q8_0's
+// integer block sums are exact, as in every table.
 // GCC 12's AVX-512 intrinsics fill "don't care" operands with _mm512_undefined_*(), which it
 // then reports as uninitialised wherever they are inlined: false positives, silenced here.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -47,7 +50,7 @@ inline __mmask16 tail_mask(int64_t rem) { return (__mmask16)((1u << rem) - 1u); 
 
 // How float_tile reads a row: 16 consecutive weights as f32 (k a multiple of 16 except in
 // load_tail), the byte offset of weight k (for prefetches), the bytes of 64 weights, and the
-// factor the row's sum is multiplied by (1 for f32 / f16, the row scale for i8r).
+// factor the row's sum is multiplied by. (Only f32 uses it now; see gemm() below for f16, i8r.)
 struct F32Weights {
   static constexpr int kBytesPer64 = 256;
   static size_t offset(int64_t k) { return 4 * (size_t)k; }
@@ -58,33 +61,6 @@ struct F32Weights {
   // Weights k .. k+rem-1, zero beyond (masked lanes are not read). REQUIRES: 0 < rem < 16.
   static __m512 load_tail(const uint8_t* row, int64_t k, int64_t rem) {
     return _mm512_maskz_loadu_ps(tail_mask(rem), reinterpret_cast<const float*>(row) + k);
-  }
-};
-
-struct F16Weights {
-  static constexpr int kBytesPer64 = 128;
-  static size_t offset(int64_t k) { return 2 * (size_t)k; }
-  static float scale(const uint8_t*) { return 1.0f; }
-  static __m512 load(const uint8_t* row, int64_t k) {
-    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * k)));
-  }
-  static __m512 load_tail(const uint8_t* row, int64_t k, int64_t rem) {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail_mask(rem), row + 2 * k));
-  }
-};
-
-// i8r: the int8 values widened to f32 (vpmovsxbd + vcvtdq2ps per 16 weights).
-struct I8RWeights {
-  static constexpr int kBytesPer64 = 64;
-  static size_t offset(int64_t k) { return 4 + (size_t)k; }
-  static float scale(const uint8_t* row) { return row_scale(row); }
-  static __m512 load(const uint8_t* row, int64_t k) {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 4 + k));
-    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
-  }
-  static __m512 load_tail(const uint8_t* row, int64_t k, int64_t rem) {
-    const __m128i q = _mm_maskz_loadu_epi8(tail_mask(rem), row + 4 + k);
-    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
   }
 };
 
@@ -411,8 +387,10 @@ void gemm(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, in
   assert(is_weight_type(w.type));
   switch (w.type) {
     case DType::kF32: gemm_float<F32Weights>(w, x, ldx, n, y, ldy); return;
-    case DType::kF16: gemm_float<F16Weights>(w, x, ldx, n, y, ldy); return;
-    case DType::kI8R: gemm_float<I8RWeights>(w, x, ldx, n, y, ldy); return;
+    // f16 and i8r stay with the base table: their zmm tiles (vcvtph2ps zmm; vpmovsxbd +
+    // vcvtdq2ps zmm, 3 rows x 8 vectors) made a batch of 8 slower on the development VM (f16
+    // 2.1-2.5x the time of one vector against 1.7-1.8x, i8r 4.0-4.2x against 2.5-3.8x, over
+    // three runs each; docs/PERFORMANCE.md), while the same tiles helped f32.
     case DType::kI1R: gemm_sign(w, x, ldx, n, y, ldy); return;
     case DType::kQ8_0:
       if (n >= 8) {
