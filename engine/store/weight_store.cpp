@@ -344,10 +344,15 @@ Result<const uint8_t*> ClusterCache::get(int32_t c) {
   const size_t bytes = (size_t)n * row_bytes_;
   // Evict least recently used clusters of earlier rounds until this one fits; if it cannot
   // fit, read it into the transient buffer (valid until the next get()).
+  // An evicted cluster's buffer that is large enough (and not wastefully so) is reused: mapping
+  // a fresh one costs a page fault per 4 KiB on every miss.
+  AnonBuffer reuse;
   while (!lru_.empty() && used_ + bytes > capacity_) {
     auto victim = entries_.find(lru_.back());
     if (victim->second.round == round_) break;
-    used_ -= victim->second.rows.size();
+    AnonBuffer& vb = victim->second.rows;
+    used_ -= vb.size();
+    if (reuse.size() == 0 && vb.size() >= bytes && vb.size() <= 2 * bytes) reuse = std::move(vb);
     entries_.erase(victim);
     lru_.pop_back();
   }
@@ -359,13 +364,14 @@ Result<const uint8_t*> ClusterCache::get(int32_t c) {
     st_.bytes_read += bytes;
     return (const uint8_t*)transient_.data();
   }
-  AnonBuffer buf(bytes);
+  if (reuse.size() != 0 && used_ + reuse.size() > capacity_) reuse = AnonBuffer();  // keep the bound
+  AnonBuffer buf = reuse.size() != 0 ? std::move(reuse) : AnonBuffer(bytes);
   if (!buf.ok()) return Status::ResourceExhausted("head cluster cache: out of memory");
   Status st = src_->read(head_, (size_t)lo * row_bytes_, bytes, buf.data());
   if (!st.ok()) return st;
   ++st_.misses;
   st_.bytes_read += bytes;
-  used_ += bytes;
+  used_ += buf.size();
   lru_.push_front(c);
   Entry& e = entries_[c];
   e.rows = std::move(buf);
