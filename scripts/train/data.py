@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from world_vocab import file_sha256
+
 DOC_SEPARATOR = "\n\n"
 
 
@@ -40,18 +42,10 @@ def file_tokens(tokenizer, path):
         return tokenizer.encode(f.read())
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def token_cache(name, text_path, vocab_path, tokenizer, encode_fn, cache_dir=None):
     """Returns the tokens of text_path as a uint16 array, computing them once per (text, vocab)."""
     cache_dir = cache_dir or os.path.dirname(os.path.abspath(text_path))
-    key = hashlib.sha256((_sha256(text_path) + _sha256(vocab_path) + name).encode()).hexdigest()[:16]
+    key = hashlib.sha256((file_sha256(text_path) + file_sha256(vocab_path) + name).encode()).hexdigest()[:16]
     path = os.path.join(cache_dir, "%s.%s.npy" % (name, key))
     if os.path.exists(path):
         return np.load(path)

@@ -33,7 +33,6 @@ Only f32/f16 tensors can be loaded: compress without --int8, --head-clusters and
 
 import argparse
 import fnmatch
-import hashlib
 import json
 import math
 import os
@@ -55,7 +54,7 @@ from data import file_tokens, token_cache, train_stream  # noqa: E402
 from gguf_io import GgufError, read_gguf, write_gguf  # noqa: E402
 from rwkv5 import RWKV5, Config, detach_state, sequence_nll  # noqa: E402
 from train import Batches, fmt_time, lr_at, reset_state  # noqa: E402
-from world_vocab import GreedyTokenizer, load_vocab  # noqa: E402
+from world_vocab import GreedyTokenizer, file_sha256, load_vocab  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "build-train"))
@@ -265,14 +264,6 @@ def evaluate(model, heldout, args, label):
     print("eval  %-7s | held-out mean NLL %.5f  perplexity %.3f  (%d predicted tokens, %.0f s)" % (
         label, nll, math.exp(nll), count, time.time() - t0), flush=True)
     return {"mean_nll": nll, "perplexity": math.exp(nll), "predicted_tokens": count}
-
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---- training ---------------------------------------------------------------------------------
