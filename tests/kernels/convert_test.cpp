@@ -13,12 +13,6 @@
 namespace rwkv::kern::test {
 namespace {
 
-std::vector<const Kernels*> variants() {
-  const Kernels* list[8];
-  const int n = available_kernels(list, 8);
-  return std::vector<const Kernels*>(list, list + n);
-}
-
 uint32_t bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);

@@ -37,12 +37,6 @@ double tol_units(DType t, int64_t cols) {
   return is_quantised(t) ? quant_tol_units(cols / 32) : float_tol_units(cols);
 }
 
-std::vector<const Kernels*> variants() {
-  const Kernels* list[8];
-  const int n = available_kernels(list, 8);
-  return std::vector<const Kernels*>(list, list + n);
-}
-
 // One gemm problem with strided X and Y, and its exact reference.
 struct Problem {
   DType type;

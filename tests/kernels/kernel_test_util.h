@@ -32,6 +32,13 @@ inline const DType kWeightTypes[] = {DType::kF32,  DType::kF16,  DType::kQ4_0, D
 inline const DType kSparseTypes[] = {DType::kF32, DType::kF16, DType::kQ8_0, DType::kI8R};
 
 // Block-quantised (q4_0 .. q8_0: activations quantised, cols % 32 == 0)?
+// Every kernel table this binary has that the CPU can run (scalar first).
+inline std::vector<const Kernels*> variants() {
+  const Kernels* list[8];
+  const int n = available_kernels(list, 8);
+  return std::vector<const Kernels*>(list, list + n);
+}
+
 inline bool is_quantised(DType t) {
   return t != DType::kF32 && t != DType::kF16 && t != DType::kI8R && t != DType::kI1R;
 }

@@ -15,12 +15,6 @@
 namespace rwkv::kern::test {
 namespace {
 
-std::vector<const Kernels*> variants() {
-  const Kernels* list[8];
-  const int n = available_kernels(list, 8);
-  return std::vector<const Kernels*>(list, list + n);
-}
-
 // Weight (r, c) in double, decoded from the bytes (not through dtype.cpp).
 double weight(const MatView& w, int64_t r, int64_t c) {
   const uint8_t* row = w.row(r);
