@@ -46,7 +46,7 @@ inline int gemm_threads(int64_t weights) {
 // caller and the kernels' persistent team (parallel.cpp, which says why not OpenMP). Chunks are
 // claimed dynamically; returns when all are done. fn must not throw.
 // REQUIRES: 0 <= count < 2^32.
-using RangeFn = void (*)(void* ctx, int64_t begin, int64_t end);
+using kern::RangeFn;
 void parallel_run(int64_t count, int threads, RangeFn fn, void* ctx);
 
 // Calls f(i) for i in [0, count) on up to `threads` threads (serially when threads <= 1).

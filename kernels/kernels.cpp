@@ -303,4 +303,6 @@ int num_threads() {
   return n > 0 ? n : default_threads();
 }
 
+void parallel_ranges(int64_t count, RangeFn fn, void* ctx) { detail::parallel_run(count, num_threads(), fn, ctx); }
+
 }  // namespace rwkv::kern

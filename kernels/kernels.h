@@ -87,6 +87,15 @@ struct Kernels {
   // terms are added in j order, in f32; the weights are used dequantised (f32 activations h).
   // REQUIRES: h has n_rows floats, y w.cols; cols % 32 == 0 for q8_0; y overlaps neither h nor W.
   void (*axpy_rows)(const MatView& w, const int32_t* rows, const float* h, int64_t n_rows, float* y);
+
+  // The v5/v6 WKV recurrence of one head for one token (rwkv-math.md §5), S x S state
+  // st[j][i] (key j, value i), updated in place:
+  //   y[i] = Σ_j (r[j] u[j] k[j]) v[i] + r[j] st[j][i],   then   st[j][i] = k[j] v[i] + w[j] st[j][i].
+  // Each y[i] sums over j in order, in f32; variants may fuse multiply-adds, so they agree with
+  // the scalar reference within float rounding, not bit for bit. Any S >= 1.
+  // REQUIRES: y overlaps none of the inputs or the state.
+  void (*wkv5)(int64_t S, float* st, const float* r, const float* k, const float* v, const float* w, const float* u,
+               float* y);
 };
 
 // The best implementation for this CPU (or the one RWKV_EDGE_KERNELS names, e.g. scalar).
@@ -104,5 +113,23 @@ bool sparse_supports(DType t);
 // Threads used by gemm (the caller included). n <= 0 means the default: physical cores.
 void set_num_threads(int n);
 int num_threads();
+
+// The engine's own row work (WKV heads, per-sequence loops of a batched step) on the gemm team:
+// fn(ctx, begin, end) over contiguous chunks covering [0, count), on up to num_threads()
+// threads, the caller included; returns when every chunk is done. Each index is processed once,
+// by one thread, so results that depend only on the index do not depend on the thread count.
+// Runs on the caller alone when count < 2, with one thread, or when the team is busy with
+// another caller's job. fn must not throw.
+using RangeFn = void (*)(void* ctx, int64_t begin, int64_t end);
+void parallel_ranges(int64_t count, RangeFn fn, void* ctx);
+
+// f(i) for every i in [0, count), shared out as parallel_ranges() does.
+template <class F>
+void parallel_each(int64_t count, const F& f) {
+  parallel_ranges(count, [](void* ctx, int64_t begin, int64_t end) {
+    const F& g = *static_cast<const F*>(ctx);
+    for (int64_t i = begin; i < end; ++i) g(i);
+  }, const_cast<void*>(static_cast<const void*>(&f)));
+}
 
 }  // namespace rwkv::kern

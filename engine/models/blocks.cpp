@@ -20,23 +20,24 @@ void layer_norm(const float* x, float* y, int64_t n, Vec w, Vec b, float eps) {
   for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * inv * w[i] + b[i];
 }
 
+void group_norm_group(float* x, int64_t g, Vec w, Vec b, float eps) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < g; ++i) sum += x[i];
+  const double mean = sum / (double)g;
+  double var = 0.0;
+  for (int64_t i = 0; i < g; ++i) {
+    const double d = x[i] - mean;
+    var += d * d;
+  }
+  var /= (double)g;
+  const float inv = (float)(1.0 / std::sqrt(var + (double)eps));
+  const float m = (float)mean;
+  for (int64_t i = 0; i < g; ++i) x[i] = (x[i] - m) * inv * w[i] + b[i];
+}
+
 void group_norm(float* x, int64_t n, int64_t groups, Vec w, Vec b, float eps) {
   const int64_t g = n / groups;
-  for (int64_t h = 0; h < groups; ++h) {
-    float* xh = x + h * g;
-    double sum = 0.0;
-    for (int64_t i = 0; i < g; ++i) sum += xh[i];
-    const double mean = sum / (double)g;
-    double var = 0.0;
-    for (int64_t i = 0; i < g; ++i) {
-      const double d = xh[i] - mean;
-      var += d * d;
-    }
-    var /= (double)g;
-    const float inv = (float)(1.0 / std::sqrt(var + (double)eps));
-    const float m = (float)mean;
-    for (int64_t i = 0; i < g; ++i) xh[i] = (xh[i] - m) * inv * w[h * g + i] + b[h * g + i];
-  }
+  for (int64_t h = 0; h < groups; ++h) group_norm_group(x + h * g, g, w + h * g, b + h * g, eps);
 }
 
 void token_shift(const Rows& rows, int64_t layer, Shift which, const float* x, float* prev, int64_t C) {
@@ -224,17 +225,23 @@ Status channel_mix(const Hparams& hp, const LayerWeights& lw, const Rows& rows, 
   const bool v4_style = hp.version == RwkvVersion::kV4 || hp.version == RwkvVersion::kV5_1 ||
                         hp.version == RwkvVersion::kV5_2;
   const bool gated = hp.version != RwkvVersion::kV7;
-  for (int64_t i = 0; i < T * C; ++i) {
-    const int64_t c = i % C;
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t o = t * C;
     if (v4_style) {
       // xk = f*mu + prev*(1-mu)
-      xk[i] = f[i] * lw.ffn_mix_k[c] + prev[i] * (1.0f - lw.ffn_mix_k[c]);
-      xr[i] = f[i] * lw.ffn_mix_r[c] + prev[i] * (1.0f - lw.ffn_mix_r[c]);
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t i = o + c;
+        xk[i] = f[i] * lw.ffn_mix_k[c] + prev[i] * (1.0f - lw.ffn_mix_k[c]);
+        xr[i] = f[i] * lw.ffn_mix_r[c] + prev[i] * (1.0f - lw.ffn_mix_r[c]);
+      }
     } else {
       // xk = f + (prev - f) * mu
-      const float sx = prev[i] - f[i];
-      xk[i] = f[i] + sx * lw.ffn_mix_k[c];
-      if (gated) xr[i] = f[i] + sx * lw.ffn_mix_r[c];
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t i = o + c;
+        const float sx = prev[i] - f[i];
+        xk[i] = f[i] + sx * lw.ffn_mix_k[c];
+        if (gated) xr[i] = f[i] + sx * lw.ffn_mix_r[c];
+      }
     }
   }
   float* out = xk;  // reuse: xk is no longer needed once the keys are computed

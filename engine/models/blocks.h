@@ -102,6 +102,8 @@ struct Scratch {
 void layer_norm(const float* x, float* y, int64_t n, Vec w, Vec b, float eps = 1e-5f);
 // Group norm with n/g elements per group, then * w + b.
 void group_norm(float* x, int64_t n, int64_t groups, Vec w, Vec b, float eps);
+// One group of group_norm: x[g] normalised in place, scaled by w[g] and shifted by b[g].
+void group_norm_group(float* x, int64_t g, Vec w, Vec b, float eps);
 // prev[t] = x[t-1] within a sequence, the state's saved row for the first row; then the
 // state's saved row becomes the sequence's last row. `which` selects att_xx or ffn_xx.
 enum class Shift { kAtt, kFfn };

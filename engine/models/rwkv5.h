@@ -7,9 +7,13 @@
 
 namespace rwkv::detail {
 
-// One token through H heads of size S. state: H x [key j][value i]. w, u per channel (C = H*S).
-// y[i] = sum_j r[j] (u[j] k[j] v[i] + S[j][i]), then S[j][i] = k[j] v[i] + w[j] S[j][i].
-void wkv5_row(int64_t H, int64_t S, float* state, const float* r, const float* k, const float* v, const float* w,
-              const float* u, float* y);
+// The WKV recurrence of all T rows followed by the per-head group norm (ln_x), for v5 and v6:
+// per head h of row t, y[i] = sum_j r[j] (u[j] k[j] v[i] + S[j][i]), then
+// S[j][i] = k[j] v[i] + w[j] S[j][i]; state: H x [key j][value i] per row's State.
+// w is per channel (w_stride 0, v5) or per row (w_stride C, v6). Heads are independent, so
+// they are shared out over the kernels' thread team; each head walks the rows in order (rows of
+// one sequence in a prefill chunk share its state). The bits do not depend on the thread count.
+void wkv5_rows(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* r,
+               const float* k, const float* v, const float* w, int64_t w_stride, float* y);
 
 }  // namespace rwkv::detail

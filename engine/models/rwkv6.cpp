@@ -7,7 +7,7 @@ namespace rwkv::detail {
 
 void time_mix_v6(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* a,
                  float* x, Scratch& s) {
-  const int64_t C = hp.n_embd, T = rows.T, H = hp.n_head, S = hp.head_size;
+  const int64_t C = hp.n_embd, T = rows.T;
   const int64_t D = lw.maa_w2[0].cols;  // time_mix_extra_dim
   const int64_t Dd = lw.decay_w1.rows();  // time_decay_extra_dim
   float* prev = s.get(0, (size_t)(T * C));
@@ -56,10 +56,7 @@ void time_mix_v6(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
   for (int64_t i = 0; i < T * C; ++i) w[i] = std::exp(-std::exp(lw.decay[i % C] + w[i]));
 
   float* y = mix;  // reuse
-  for (int64_t t = 0; t < T; ++t) {
-    wkv5_row(H, S, rows.state[t]->wkv(layer), r + t * C, k + t * C, v + t * C, w + t * C, lw.first, y + t * C);
-    group_norm(y + t * C, C, H, lw.ln_x_w, lw.ln_x_b, hp.gn_eps);
-  }
+  wkv5_rows(hp, lw, rows, layer, r, k, v, w, C, y);
   for (int64_t i = 0; i < T * C; ++i) y[i] *= g[i];
   float* out = r;  // reuse
   linear(lw.att_o, y, T, out, s);

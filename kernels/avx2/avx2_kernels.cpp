@@ -949,19 +949,59 @@ void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
   for (; i < n; ++i) y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
 }
 
+// wkv5 for value columns [i0, i0 + 8B): the B accumulators of y stay in registers while j walks
+// the state's rows (one head's state, 16 KiB at S = 64, stays in L1).
+template <int B>
+void wkv5_cols(int64_t S, int64_t i0, float* st, const float* r, const float* k, const float* v, const float* w,
+               const float* u, float* y) {
+  __m256 acc[B], vv[B];
+  for (int b = 0; b < B; ++b) {
+    acc[b] = _mm256_setzero_ps();
+    vv[b] = _mm256_loadu_ps(v + i0 + 8 * b);
+  }
+  for (int64_t j = 0; j < S; ++j) {
+    const __m256 rj = _mm256_set1_ps(r[j]), kj = _mm256_set1_ps(k[j]), wj = _mm256_set1_ps(w[j]);
+    const __m256 ruk = _mm256_set1_ps(r[j] * u[j] * k[j]);
+    float* row = st + j * S + i0;
+    for (int b = 0; b < B; ++b) {
+      const __m256 sv = _mm256_loadu_ps(row + 8 * b);
+      acc[b] = _mm256_add_ps(acc[b], _mm256_fmadd_ps(rj, sv, _mm256_mul_ps(ruk, vv[b])));
+      _mm256_storeu_ps(row + 8 * b, _mm256_fmadd_ps(wj, sv, _mm256_mul_ps(kj, vv[b])));
+    }
+  }
+  for (int b = 0; b < B; ++b) _mm256_storeu_ps(y + i0 + 8 * b, acc[b]);
+}
+
+void wkv5(int64_t S, float* st, const float* r, const float* k, const float* v, const float* w, const float* u,
+          float* y) {
+  int64_t i0 = 0;
+  for (; i0 + 32 <= S; i0 += 32) wkv5_cols<4>(S, i0, st, r, k, v, w, u, y);
+  for (; i0 + 8 <= S; i0 += 8) wkv5_cols<1>(S, i0, st, r, k, v, w, u, y);
+  if (i0 == S) return;
+  for (int64_t i = i0; i < S; ++i) y[i] = 0.0f;
+  for (int64_t j = 0; j < S; ++j) {
+    const float rj = r[j], kj = k[j], wj = w[j], ruk = rj * u[j] * kj;
+    float* row = st + j * S;
+    for (int64_t i = i0; i < S; ++i) {
+      y[i] += ruk * v[i] + rj * row[i];
+      row[i] = kj * v[i] + wj * row[i];
+    }
+  }
+}
+
 }  // namespace
 
 #if defined(RWKV_EDGE_AVX2_VNNI)
 const Kernels& avxvnni_table() {
   static const Kernels k{"avx2-vnni", gemm, scalar_table().get_row, f16_to_f32, f32_to_f16,
-                         quantize_q8_0, quantize_q8_1, gemv_rows, axpy_rows};
+                         quantize_q8_0, quantize_q8_1, gemv_rows, axpy_rows, wkv5};
   return k;
 }
 #else
 const Kernels& avx2_table() {
   // get_row is memory-bound and rare (one embedding row per token): the scalar one does.
   static const Kernels k{"avx2", gemm, scalar_table().get_row, f16_to_f32, f32_to_f16,
-                         quantize_q8_0, quantize_q8_1, gemv_rows, axpy_rows};
+                         quantize_q8_0, quantize_q8_1, gemv_rows, axpy_rows, wkv5};
   return k;
 }
 #endif

@@ -473,12 +473,51 @@ void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
   for (; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
 }
 
+// wkv5 for value columns [i0, i0 + 4B): the B accumulators of y stay in registers while j walks
+// the state's rows.
+template <int B>
+void wkv5_cols(int64_t S, int64_t i0, float* st, const float* r, const float* k, const float* v, const float* w,
+               const float* u, float* y) {
+  float32x4_t acc[B], vv[B];
+  for (int b = 0; b < B; ++b) {
+    acc[b] = vdupq_n_f32(0.0f);
+    vv[b] = vld1q_f32(v + i0 + 4 * b);
+  }
+  for (int64_t j = 0; j < S; ++j) {
+    const float rj = r[j], kj = k[j], wj = w[j], ruk = rj * u[j] * kj;
+    float* row = st + j * S + i0;
+    for (int b = 0; b < B; ++b) {
+      const float32x4_t sv = vld1q_f32(row + 4 * b);
+      acc[b] = vaddq_f32(acc[b], vfmaq_n_f32(vmulq_n_f32(vv[b], ruk), sv, rj));
+      vst1q_f32(row + 4 * b, vfmaq_n_f32(vmulq_n_f32(vv[b], kj), sv, wj));
+    }
+  }
+  for (int b = 0; b < B; ++b) vst1q_f32(y + i0 + 4 * b, acc[b]);
+}
+
+void wkv5(int64_t S, float* st, const float* r, const float* k, const float* v, const float* w, const float* u,
+          float* y) {
+  int64_t i0 = 0;
+  for (; i0 + 16 <= S; i0 += 16) wkv5_cols<4>(S, i0, st, r, k, v, w, u, y);
+  for (; i0 + 4 <= S; i0 += 4) wkv5_cols<1>(S, i0, st, r, k, v, w, u, y);
+  if (i0 == S) return;
+  for (int64_t i = i0; i < S; ++i) y[i] = 0.0f;
+  for (int64_t j = 0; j < S; ++j) {
+    const float rj = r[j], kj = k[j], wj = w[j], ruk = rj * u[j] * kj;
+    float* row = st + j * S;
+    for (int64_t i = i0; i < S; ++i) {
+      y[i] += ruk * v[i] + rj * row[i];
+      row[i] = kj * v[i] + wj * row[i];
+    }
+  }
+}
+
 }  // namespace
 
 const Kernels& neon_table() {
   // The activation quantisers are the portable ones: they run once per vector, not per weight.
   static const Kernels k{"neon", gemm, scalar_table().get_row, f16_to_f32, f32_to_f16,
-                         quantize_row_q8_0, quantize_row_q8_1, gemv_rows, axpy_rows};
+                         quantize_row_q8_0, quantize_row_q8_1, gemv_rows, axpy_rows, wkv5};
   return k;
 }
 
