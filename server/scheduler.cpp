@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/tokenizer/stream_decoder.h"
+#include "kernels/kernels.h"
 #include "server/chat_template.h"
 #include "server/log.h"
 
@@ -237,8 +238,7 @@ void Scheduler::abandon(Active& a) {
   ++stats_.jobs_cancelled;
 }
 
-bool Scheduler::sample_next(Active& a) {
-  const int32_t tok = a.sampler->sample(a.logits.data());
+bool Scheduler::sample_next(Active& a, int32_t tok) {
   if (tok == tok_->eos_id()) {
     a.next = -1;
     finish(a, "stop");
@@ -328,10 +328,24 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
     }
     return;
   }
+  // Draw every sequence's next token first, on the kernels' thread team: a draw over a 65k
+  // vocabulary costs about as much as a sequence's share of the forward pass, and each Active
+  // has its own sampler (RNG and scratch), so the draws are independent and their results do
+  // not depend on the thread count.
+  std::vector<int32_t> drawn(owners.size(), -1);
+  std::vector<size_t> to_draw;
+  for (size_t i = 0; i < owners.size(); ++i) {
+    const Active& a = *owners[i];
+    if (a.decoding || a.fed + (size_t)rows[i] == a.feed.size()) to_draw.push_back(i);
+  }
+  kern::parallel_each((int64_t)to_draw.size(), [&](int64_t j) {
+    Active& a = *owners[to_draw[(size_t)j]];
+    drawn[to_draw[(size_t)j]] = a.sampler->sample(a.logits.data());
+  });
   for (size_t i = 0; i < owners.size(); ++i) {
     Active& a = *owners[i];
     if (a.decoding) {
-      sample_next(a);
+      sample_next(a, drawn[i]);
       continue;
     }
     a.fed += (size_t)rows[i];
@@ -343,7 +357,7 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
     }
     if (a.fed == a.feed.size()) {
       a.decoding = true;
-      sample_next(a);
+      sample_next(a, drawn[i]);
     }
   }
 }

@@ -93,8 +93,9 @@ class Scheduler {
   // Sets up a queued job; false (and an error event pushed) if it cannot run.
   bool admit(const std::shared_ptr<Job>& job, Active* a);
   void step(std::vector<std::unique_ptr<Active>>& active);
-  // Samples the next token from a's logits; returns false when the job finished.
-  bool sample_next(Active& a);
+  // Takes `tok`, drawn from a's logits by a's sampler, as the next token (or the end); returns
+  // false when the job finished.
+  bool sample_next(Active& a, int32_t tok);
   void finish(Active& a, const std::string& reason);
   void abandon(Active& a);  // client gone: roll the session back to what was delivered
   void fail(const std::shared_ptr<Job>& job, const api::ApiError& e);
