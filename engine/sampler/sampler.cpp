@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <string>
 
@@ -29,6 +31,59 @@ std::string fmt(double v) {
 double next_uniform(std::mt19937_64& rng) {
   const uint64_t x = rng();
   return static_cast<double>(x >> 11) * 0x1.0p-53;
+}
+
+// exp(x) for x in [kExpMin, 0], within 1 ulp of std::exp, in straight-line code that the
+// compiler vectorises: weighing a 65k vocabulary with std::exp took about as long as a
+// sequence's share of a batched forward pass. x = k ln2 + r with |r| <= ln2 / 2, e^r by its
+// Taylor polynomial to degree 13 (remainder below 2^-60 there), 2^k from the exponent bits.
+// Adding 1.5 * 2^52 + 1023 rounds x log2(e) to the integer k and leaves k + 1023 (1 .. 1023
+// here) in the low mantissa bits, which a left shift by 52 moves into the exponent field.
+constexpr double kExpMin = -708.0;  // 2^k stays a normal double
+inline double exp_nonpos(double x) {
+  constexpr double kLog2e = 1.4426950408889634;
+  constexpr double kLn2Hi = 6.93147180369123816490e-01, kLn2Lo = 1.90821492927058770002e-10;
+  constexpr double kShifter = 0x1.8p52 + 1023.0;
+  const double t = x * kLog2e + kShifter;
+  const double k = t - kShifter;
+  const double r = (x - k * kLn2Hi) - k * kLn2Lo;
+  double p = 1.0 / 6227020800.0;
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  uint64_t bits;
+  std::memcpy(&bits, &t, sizeof bits);
+  const uint64_t scale_bits = bits << 52;
+  double scale;
+  std::memcpy(&scale, &scale_bits, sizeof scale);
+  return p * scale;
+}
+
+// e^x for any x <= 0 (-inf gives 0).
+inline double weight_exp(double x) { return x >= kExpMin ? exp_nonpos(x) : std::exp(x); }
+
+// w[i] = weight_exp((logits[i] - max_logit) * inv_t) for i < n: the bulk passes vectorise (no
+// branches), the rare entries below kExpMin (-inf logits among them) are redone with std::exp.
+void weigh_all(const float* logits, int32_t n, double max_logit, double inv_t, double* w) {
+  for (int32_t i = 0; i < n; ++i) w[i] = (static_cast<double>(logits[i]) - max_logit) * inv_t;
+  bool any_tiny = false;
+  for (int32_t i = 0; i < n; ++i) any_tiny |= w[i] < kExpMin;
+  for (int32_t i = 0; i < n; ++i) w[i] = exp_nonpos(w[i]);  // garbage below kExpMin, redone below
+  if (!any_tiny) return;
+  for (int32_t i = 0; i < n; ++i) {
+    const double x = (static_cast<double>(logits[i]) - max_logit) * inv_t;
+    if (x < kExpMin) w[i] = std::exp(x);
+  }
 }
 
 }  // namespace
@@ -127,9 +182,10 @@ float Sampler::occurrence(int32_t id) const {
   return 0.0f;
 }
 
-int32_t Sampler::prepare(float* logits, Scratch* s) const {
+int32_t Sampler::prepare(float* logits, Scratch* s, bool lazy_untruncated) const {
   const int32_t n = n_vocab_;
   s->raw.clear();
+  s->all_tokens = false;
 
   // 1. Logit bias, then penalties. Both are sparse; each touched entry's previous value is
   // kept so the all -inf fallback can see the raw logits again.
@@ -178,7 +234,7 @@ int32_t Sampler::prepare(float* logits, Scratch* s) const {
   const double inv_t = 1.0 / static_cast<double>(params_.temperature);
   const double max_logit = best_logit;
   const auto weight_of = [&](float logit) {
-    return std::exp((static_cast<double>(logit) - max_logit) * inv_t);
+    return weight_exp((static_cast<double>(logit) - max_logit) * inv_t);
   };
 
   std::vector<Candidate>& c = s->cands;
@@ -212,11 +268,16 @@ int32_t Sampler::prepare(float* logits, Scratch* s) const {
       z += x.weight;
     }
     n_finite = c.size();
-  } else if (params_.top_p < 1.0f) {
-    for (int32_t i = 0; i < n; ++i) {
-      if (!(logits[i] > -kInf)) continue;
-      z += weight_of(logits[i]);
-      ++n_finite;
+  } else {
+    // Every token may survive: weigh them all in one vectorised pass.
+    s->weights.resize(static_cast<size_t>(n));
+    weigh_all(logits, n, max_logit, inv_t, s->weights.data());
+    if (params_.top_p < 1.0f) {
+      for (int32_t i = 0; i < n; ++i) {
+        if (!(logits[i] > -kInf)) continue;
+        z += s->weights[static_cast<size_t>(i)];
+        ++n_finite;
+      }
     }
   }
 
@@ -236,17 +297,14 @@ int32_t Sampler::prepare(float* logits, Scratch* s) const {
   if (use_top_k) {
     c.erase(std::remove_if(c.begin(), c.end(), [&](const Candidate& x) { return !keep(x.weight); }),
             c.end());
+  } else if (lazy_untruncated && params_.top_p >= 1.0f && min_weight <= 0.0) {
+    // keep() is w > 0 and nothing below reorders or cuts: the draw walks s->weights.
+    s->all_tokens = true;
+    return -1;
   } else {
-    // Skip the exp() of tokens that are surely below the floor; the margin makes the skip
-    // conservative, keep() has the last word.
-    const double floor_w = std::max(min_weight, tail_bound);
-    const double skip_below = floor_w > 0.0 ? std::log(floor_w) - 1e-3 : -HUGE_VAL;
+    const double* w = s->weights.data();
     for (int32_t i = 0; i < n; ++i) {
-      const float l = logits[i];
-      if (!(l > -kInf)) continue;
-      if ((static_cast<double>(l) - max_logit) * inv_t < skip_below) continue;
-      const double w = weight_of(l);
-      if (keep(w)) c.push_back({i, l, w});
+      if (logits[i] > -kInf && keep(w[i])) c.push_back({i, logits[i], w[i]});
     }
   }
 
@@ -302,13 +360,34 @@ int32_t Sampler::prepare(float* logits, Scratch* s) const {
 int32_t Sampler::sample(float* logits) {
   assert(logits != nullptr);
   if (n_vocab_ <= 0) return 0;
-  const int32_t forced = prepare(logits, &scratch_);
+  const int32_t forced = prepare(logits, &scratch_, /*lazy_untruncated=*/true);
   if (params_.temperature == 0.0f) return forced;
 
   // Exactly one RNG output per non-greedy call, even when the outcome is already decided, so
   // the stream position depends only on the number of calls.
   const double u = next_uniform(rng_);
   if (forced >= 0) return forced;
+
+  if (scratch_.all_tokens) {
+    // The same walk over every token in id order; zero weights never win and add nothing.
+    const std::vector<double>& w = scratch_.weights;
+    double total = 0.0;
+    int32_t last = -1;
+    for (int32_t i = 0; i < n_vocab_; ++i) {
+      if (w[(size_t)i] > 0.0) {
+        total += w[(size_t)i];
+        last = i;
+      }
+    }
+    const double target = u * total;
+    double cum = 0.0;
+    for (int32_t i = 0; i < n_vocab_; ++i) {
+      if (!(w[(size_t)i] > 0.0)) continue;
+      cum += w[(size_t)i];
+      if (target < cum) return i;
+    }
+    return last;
+  }
 
   const std::vector<Candidate>& c = scratch_.cands;
   double total = 0.0;

@@ -170,6 +170,10 @@ class Sampler {
   struct Scratch {
     std::vector<Candidate> cands;
     std::vector<std::pair<int32_t, float>> raw;  // logits as they were before bias/penalties
+    std::vector<double> weights;                 // every token's weight, when all are needed
+    // Set by prepare() when asked to skip the candidate list and nothing truncates: every
+    // token with weight > 0 is a candidate, in id order, its weight in `weights`.
+    bool all_tokens = false;
   };
 
   // Logit descending, then id ascending.
@@ -178,7 +182,9 @@ class Sampler {
   // Runs everything before the draw. Returns the chosen id when no draw decides it (greedy
   // or the all -inf fallback); otherwise returns -1 and leaves the surviving candidates, with
   // weights, in s->cands.
-  int32_t prepare(float* logits, Scratch* s) const;
+  // With lazy_untruncated, an untruncated distribution is left in s->weights only
+  // (s->all_tokens set) instead of being copied into s->cands: the draw walks it directly.
+  int32_t prepare(float* logits, Scratch* s, bool lazy_untruncated = false) const;
 
   // Constant after construction.
   SamplerParams params_;

@@ -432,6 +432,29 @@ TEST_CASE("large vocabulary matches a naive full-sort reference") {
   }
 }
 
+TEST_CASE("weights follow exp() into the subnormal range and stop at underflow") {
+  // (logit - max) / T from 0 down past the double range: the bulk exp and its fallback meet
+  // at -708, subnormal weights (-720, -740) still count, exp(-800) is 0 and drops out.
+  const std::vector<float> logits = {0.0f, -0.5f, -700.0f, -707.9f, -708.1f, -720.0f, -740.0f, -800.0f, -kInf};
+  SamplerParams p;
+  Sampler s = make(p, (int32_t)logits.size());
+  const auto probs = s.probabilities(logits.data());
+  double z = 0.0;
+  for (size_t i = 0; i < 7; ++i) z += std::exp((double)logits[i]);
+  REQUIRE(probs.size() == 7);
+  for (size_t i = 0; i < 7; ++i) {
+    CAPTURE(i);
+    REQUIRE(probs[i].id == (int32_t)i);
+    REQUIRE(probs[i].p == doctest::Approx(std::exp((double)logits[i]) / z).epsilon(1e-12));
+    REQUIRE(probs[i].p > 0.0);
+  }
+  // Temperature divides first: at T = 0.5 only the first two stay above underflow.
+  p.temperature = 0.5f;
+  const auto half = make(p, (int32_t)logits.size()).probabilities(logits.data());
+  REQUIRE(half.size() == 2);  // x = 0 and -1; -700 / 0.5 = -1400 and below underflow
+  REQUIRE(half[1].p == doctest::Approx(std::exp(-1.0) / (1.0 + std::exp(-1.0))).epsilon(1e-12));
+}
+
 TEST_CASE("large vocabulary of equal logits: ties go to the lower ids") {
   const int32_t n = 65536;
   const std::vector<float> logits(n, 0.25f);
