@@ -435,9 +435,9 @@ Status compress_ffn(ModelFile& mf, const std::vector<FfnLayerSamples>& samples, 
   for (int64_t l = 0; l < L; ++l) {
     if (!opt.layers.empty() && std::find(opt.layers.begin(), opt.layers.end(), l) == opt.layers.end()) continue;
     const std::string p = "blocks." + std::to_string(l) + ".ffn.";
-    const TensorRef* wk = out.find(p + "key.weight");
-    const TensorRef* wv = out.find(p + "value.weight");
-    if (wk == nullptr || wv == nullptr) {
+    const TensorRef* wk_ptr = out.find(p + "key.weight");
+    const TensorRef* wv_ptr = out.find(p + "value.weight");
+    if (wk_ptr == nullptr || wv_ptr == nullptr) {
       return Status::Unsupported(mf.path + ": layer " + std::to_string(l) +
                                  ": the FFN predictor needs dense ffn.key.weight and ffn.value.weight (low-rank "
                                  "factored or already sparse channel mixes are not supported)");
@@ -446,6 +446,10 @@ Status compress_ffn(ModelFile& mf, const std::vector<FfnLayerSamples>& samples, 
       return Status::InvalidArgument("FFN predictor, layer " + std::to_string(l) + ": no calibration rows of width " +
                                      std::to_string(C));
     }
+    // Copies: out.add_tensor() below may reallocate the tensor list these pointers point into.
+    const TensorRef wk_ref = *wk_ptr, wv_ref = *wv_ptr;
+    const TensorRef* wk = &wk_ref;
+    const TensorRef* wv = &wv_ref;
     if (progress) progress(l, L, "layer " + std::to_string(l) + ": training the predictor");
     const std::vector<float> k_f32 = matrix_f32(*wk);
     // W_v^T keeps its type where the sparse kernels read it (f32, f16, i8r); others become f16.
