@@ -33,13 +33,16 @@ const Kernels& avx512_table(const Kernels& base);
 const Kernels& neon_table();
 #endif
 
-// Below this many weights (rows * cols) a gemm runs on the calling thread: handing work to the
-// team costs a few microseconds, about what 64k multiply-adds take.
+// Below this many multiply-adds (rows * cols * vectors) a gemm runs on the calling thread:
+// handing work to the team costs a few microseconds, about what 64k multiply-adds take. (It
+// counted weights only until a batch of 8 over a 256 x 256 matrix, 0.5M multiply-adds, ran on
+// one thread: the default model's batched decode was 2.2x one sequence.)
 constexpr int64_t kParallelMinWeights = int64_t{1} << 16;
 
-// The thread count for a gemm over `weights` weights: num_threads() when it is worth it, else 1.
-inline int gemm_threads(int64_t weights) {
-  return weights > kParallelMinWeights ? num_threads() : 1;
+// The thread count for a product of `macs` multiply-adds (for the sparse kernels: weights
+// read): num_threads() when it is worth it, else 1.
+inline int gemm_threads(int64_t macs) {
+  return macs > kParallelMinWeights ? num_threads() : 1;
 }
 
 // fn(ctx, begin, end) for contiguous chunks covering [0, count), on up to `threads` threads: the
@@ -98,7 +101,7 @@ template <int RT, int VM, int KC, class Tile>
 void run_tiles(const MatView& w, int64_t n, const Tile& tile) {
   const int64_t tiles = (w.rows + RT - 1) / RT;
   const int64_t span = n > VM ? KC : w.cols;
-  parallel_for(tiles, gemm_threads(w.rows * w.cols), [&](int64_t t) {
+  parallel_for(tiles, gemm_threads(w.rows * w.cols * n), [&](int64_t t) {
     const int64_t r0 = t * RT;
     const int64_t nr = w.rows - r0 < RT ? w.rows - r0 : RT;
     for (int64_t k0 = 0; k0 < w.cols; k0 += span) {

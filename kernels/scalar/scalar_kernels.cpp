@@ -24,7 +24,7 @@ namespace {
 // Y[n, rows] = X[n, cols] · W[rows, cols]^T, W in f32 or f16.
 void gemm_float(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
   const int64_t cols = w.cols;
-  parallel_for(w.rows, gemm_threads(w.rows * w.cols), [&](int64_t r) {
+  parallel_for(w.rows, gemm_threads(w.rows * w.cols * n), [&](int64_t r) {
     const float* wr;
     if (w.type == DType::kF32) {
       wr = reinterpret_cast<const float*>(w.row(r));
@@ -60,7 +60,7 @@ float row_scaled_sum(DType t, const uint8_t* row, const float* x, int64_t cols) 
 
 // Y[n, rows] = X[n, cols] · W[rows, cols]^T, W in i8r or i1r.
 void gemm_row_scaled(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
-  parallel_for(w.rows, gemm_threads(w.rows * w.cols), [&](int64_t r) {
+  parallel_for(w.rows, gemm_threads(w.rows * w.cols * n), [&](int64_t r) {
     const uint8_t* row = w.row(r);
     const float s = row_scale(row);
     for (int64_t v = 0; v < n; ++v) y[v * ldy + r] = s * row_scaled_sum(w.type, row, x + v * ldx, w.cols);
@@ -127,7 +127,7 @@ void gemm_quant(const MatView& w, const float* x, int64_t ldx, int64_t n, float*
   XB* xq = reinterpret_cast<XB*>(thread_scratch((size_t)(n * nb) * sizeof(XB)));
   for (int64_t v = 0; v < n; ++v) quantize(x + v * ldx, xq + v * nb, w.cols);
 
-  parallel_for(w.rows, gemm_threads(w.rows * w.cols), [&](int64_t r) {
+  parallel_for(w.rows, gemm_threads(w.rows * w.cols * n), [&](int64_t r) {
     const B* wb = reinterpret_cast<const B*>(w.row(r));
     for (int64_t v = 0; v < n; ++v) {
       const XB* xb = xq + v * nb;
