@@ -263,7 +263,15 @@ Status channel_mix(const Hparams& hp, const LayerWeights& lw, const Rows& rows, 
   if (gated) {
     float* r = hid;  // reuse
     linear(lw.ffn_r, xr, T, r, s);
-    for (int64_t i = 0; i < T * C; ++i) x[i] += sigmoidf(r[i]) * out[i];
+    // A row's C sigmoids cost about what a team hand-off does: share rows out in batches.
+    const auto gate_row = [&](int64_t t) {
+      for (int64_t i = t * C; i < (t + 1) * C; ++i) x[i] += sigmoidf(r[i]) * out[i];
+    };
+    if (T >= 4) {
+      kern::parallel_each(T, gate_row);
+    } else {
+      for (int64_t t = 0; t < T; ++t) gate_row(t);
+    }
   } else {
     for (int64_t i = 0; i < T * C; ++i) x[i] += out[i];
   }

@@ -4,7 +4,7 @@
 namespace rwkv::detail {
 
 void wkv5_rows(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int64_t layer, const float* r,
-               const float* k, const float* v, const float* w, int64_t w_stride, float* y) {
+               const float* k, const float* v, const float* w, int64_t w_stride, const float* gate, float* y) {
   const int64_t C = hp.n_embd, T = rows.T, S = hp.head_size;
   const kern::Kernels& kk = kern::kernels();
   kern::parallel_each(hp.n_head, [&](int64_t h) {
@@ -13,6 +13,12 @@ void wkv5_rows(const Hparams& hp, const LayerWeights& lw, const Rows& rows, int6
       float* sh = rows.state[(size_t)t]->wkv(layer) + h * S * S;
       kk.wkv5(S, sh, r + o, k + o, v + o, w + t * w_stride + h * S, lw.first + h * S, y + o);
       group_norm_group(y + o, S, lw.ln_x_w + h * S, lw.ln_x_b + h * S, hp.gn_eps);
+      if (gate != nullptr) {
+        for (int64_t i = o; i < o + S; ++i) {
+          const float silu = gate[i] * sigmoidf(gate[i]);
+          y[i] *= silu;
+        }
+      }
     }
   });
 }
@@ -46,15 +52,9 @@ void time_mix_v5(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
   linear(lw.att_k, xk, T, k, s);
   linear(lw.att_v, xv, T, v, s);
   linear(lw.att_r, xr, T, r, s);  // no sigmoid on r in v5+
-  if (gated) {
-    linear(lw.att_g, xg, T, g, s);
-    for (int64_t i = 0; i < T * C; ++i) g[i] = g[i] * sigmoidf(g[i]);  // silu
-  }
+  if (gated) linear(lw.att_g, xg, T, g, s);  // silu(g) is applied in wkv5_rows
   float* y = xk;  // reuse
-  wkv5_rows(hp, lw, rows, layer, r, k, v, lw.decay, 0, y);
-  if (gated) {
-    for (int64_t i = 0; i < T * C; ++i) y[i] *= g[i];
-  }
+  wkv5_rows(hp, lw, rows, layer, r, k, v, lw.decay, 0, gated ? g : nullptr, y);
   float* out = xv;  // reuse
   linear(lw.att_o, y, T, out, s);
   for (int64_t i = 0; i < T * C; ++i) x[i] += out[i];

@@ -46,7 +46,6 @@ void time_mix_v6(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
   linear(lw.att_v, xs + 2 * T * C, T, v, s);
   linear(lw.att_r, xs + 3 * T * C, T, r, s);
   linear(lw.att_g, xs + 4 * T * C, T, g, s);
-  for (int64_t i = 0; i < T * C; ++i) g[i] = g[i] * sigmoidf(g[i]);  // silu
   // w = exp(-exp(w0 + tanh(xw @ decay_w1) @ decay_w2))
   // xxx is no longer needed: its slot holds the T x Dd decay hidden layer.
   float* dh = s.get(1, (size_t)(T * std::max(C, Dd)));
@@ -56,8 +55,7 @@ void time_mix_v6(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
   for (int64_t i = 0; i < T * C; ++i) w[i] = std::exp(-std::exp(lw.decay[i % C] + w[i]));
 
   float* y = mix;  // reuse
-  wkv5_rows(hp, lw, rows, layer, r, k, v, w, C, y);
-  for (int64_t i = 0; i < T * C; ++i) y[i] *= g[i];
+  wkv5_rows(hp, lw, rows, layer, r, k, v, w, C, g, y);  // y = GN(wkv) * silu(g)
   float* out = r;  // reuse
   linear(lw.att_o, y, T, out, s);
   for (int64_t i = 0; i < T * C; ++i) x[i] += out[i];
