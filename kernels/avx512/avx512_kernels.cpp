@@ -252,7 +252,7 @@ void gemm_sign(const MatView& w, const float* x, int64_t ldx, int64_t n, float* 
 // The q8_0-quantised activations of a gemm for q8_0_rows8, by groups of 8 vectors (the last
 // padded with zero vectors) and blocks: per (group, block), four 64-byte pairs of chunks, where
 // lanes 2v and 2v+1 (int32) of pair p hold bytes 8p .. 8p+7 of vector v's block (chunks 2p and
-// 2p+1); then per lane the vector's scale d (f32 of the fp16), and the offset 128 Σq of the
+// 2p+1); then per lane the vector's scale d (f32 of the fp16), and the offset -128 Σq of the
 // block in lane 2v (0 in lane 2v+1).
 struct Acts8 {
   const int8_t* q;     // [groups * nb * 256]
@@ -298,7 +298,11 @@ void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t g, int nv
       const int8_t* xq = xa.q + xi * 256;
       __m512i x4[4];
       for (int p = 0; p < 4; ++p) x4[p] = _mm512_load_si512(xq + 64 * p);
-      __m512i dot[R], dot2[R];
+      // Each row's chain starts from the offset -128 Σx, so the four products leave Σ w x.
+      // One chain per row: the R rows' chains, and the next block's, are independent, which
+      // hides vpdpbusd's latency; the add and subtract of two chains cost more port time.
+      const __m512i neg_off = _mm512_load_si512(xa.off + xi * 16);
+      __m512i dot[R];
       for (int r = 0; r < R; ++r) {
         // A prefetch past the end of the matrix is a harmless hint.
         if (fetch > 0) _mm_prefetch(reinterpret_cast<const char*>(wb[r] + i) + fetch, _MM_HINT_T1);
@@ -307,18 +311,15 @@ void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t g, int nv
         std::memcpy(&u1, dec[r][i - run] + 8, 8);
         std::memcpy(&u2, dec[r][i - run] + 16, 8);
         std::memcpy(&u3, dec[r][i - run] + 24, 8);
-        // Two chains per row halve the dependency through vpdpbusd's latency.
-        dot[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi64(u0), x4[0]);
-        dot2[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi64(u1), x4[1]);
+        dot[r] = _mm512_dpbusd_epi32(neg_off, _mm512_set1_epi64(u0), x4[0]);
+        dot[r] = _mm512_dpbusd_epi32(dot[r], _mm512_set1_epi64(u1), x4[1]);
         dot[r] = _mm512_dpbusd_epi32(dot[r], _mm512_set1_epi64(u2), x4[2]);
-        dot2[r] = _mm512_dpbusd_epi32(dot2[r], _mm512_set1_epi64(u3), x4[3]);
+        dot[r] = _mm512_dpbusd_epi32(dot[r], _mm512_set1_epi64(u3), x4[3]);
       }
-      const __m512i off = _mm512_load_si512(xa.off + xi * 16);
       const __m512 dx = _mm512_load_ps(xa.d + xi * 16);
       for (int r = 0; r < R; ++r) {
-        const __m512i sum = _mm512_sub_epi32(_mm512_add_epi32(dot[r], dot2[r]), off);
         const __m512 d = _mm512_mul_ps(_mm512_set1_ps(dwf[r][i - run]), dx);
-        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), d, acc[r]);
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]), d, acc[r]);
       }
     }
   }
@@ -366,7 +367,7 @@ void gemm_q8_0(const MatView& w, const float* x, int64_t ldx, int64_t n, float* 
           for (int p = 0; p < 4; ++p) std::memset(q + gb * 256 + 64 * p + 8 * v, 0, 8);
         }
         d[gb * 16 + 2 * v] = d[gb * 16 + 2 * v + 1] = dv;
-        off[gb * 16 + 2 * v] = sum * 128;
+        off[gb * 16 + 2 * v] = -128 * sum;
         off[gb * 16 + 2 * v + 1] = 0;
       }
     }
