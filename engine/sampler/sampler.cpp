@@ -74,16 +74,56 @@ inline double weight_exp(double x) { return x >= kExpMin ? exp_nonpos(x) : std::
 
 // w[i] = weight_exp((logits[i] - max_logit) * inv_t) for i < n: the bulk passes vectorise (no
 // branches), the rare entries below kExpMin (-inf logits among them) are redone with std::exp.
+// On x86-64 the bulk pass is also compiled for AVX2+FMA and AVX-512 (4 and 8 doubles per
+// instruction instead of SSE2's 2) and picked at load time from the CPU; FMA contraction there
+// may change the last bit of a weight, within exp_nonpos's 1 ulp.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+void weigh_bulk(const float* logits, int32_t n, double max_logit, double inv_t, double* w) {
+  for (int32_t i = 0; i < n; ++i) w[i] = exp_nonpos((static_cast<double>(logits[i]) - max_logit) * inv_t);
+}
+
 void weigh_all(const float* logits, int32_t n, double max_logit, double inv_t, double* w) {
-  for (int32_t i = 0; i < n; ++i) w[i] = (static_cast<double>(logits[i]) - max_logit) * inv_t;
+  weigh_bulk(logits, n, max_logit, inv_t, w);  // garbage below kExpMin, redone below
   bool any_tiny = false;
-  for (int32_t i = 0; i < n; ++i) any_tiny |= w[i] < kExpMin;
-  for (int32_t i = 0; i < n; ++i) w[i] = exp_nonpos(w[i]);  // garbage below kExpMin, redone below
+  for (int32_t i = 0; i < n; ++i) any_tiny |= (static_cast<double>(logits[i]) - max_logit) * inv_t < kExpMin;
   if (!any_tiny) return;
   for (int32_t i = 0; i < n; ++i) {
     const double x = (static_cast<double>(logits[i]) - max_logit) * inv_t;
     if (x < kExpMin) w[i] = std::exp(x);
   }
+}
+
+// NaN -> -inf and +inf -> the largest float in place; returns the largest value (-inf if all
+// are). Branch-free with eight running maxima, so it vectorises.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+float sanitize_and_max(float* logits, int32_t n) {
+  constexpr int kLanes = 8;
+  float m[kLanes];
+  for (float& x : m) x = -kInf;
+  int32_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      float v = logits[i + j];
+      v = v != v ? -kInf : v;
+      v = v == kInf ? kMaxFloat : v;
+      logits[i + j] = v;
+      m[j] = v > m[j] ? v : m[j];
+    }
+  }
+  for (; i < n; ++i) {
+    float v = logits[i];
+    v = v != v ? -kInf : v;
+    v = v == kInf ? kMaxFloat : v;
+    logits[i] = v;
+    m[0] = v > m[0] ? v : m[0];
+  }
+  float best = m[0];
+  for (int j = 1; j < kLanes; ++j) best = m[j] > best ? m[j] : best;
+  return best;
 }
 
 }  // namespace
@@ -201,16 +241,14 @@ int32_t Sampler::prepare(float* logits, Scratch* s, bool lazy_untruncated) const
   }
 
   // 2. Sanitise (NaN -> -inf, +inf -> largest float) and find the argmax, lowest id on ties.
+  const float best_logit = sanitize_and_max(logits, n);
   int32_t best = -1;
-  float best_logit = -kInf;
-  for (int32_t i = 0; i < n; ++i) {
-    float v = logits[i];
-    if (std::isnan(v)) v = -kInf;
-    if (v == kInf) v = kMaxFloat;
-    logits[i] = v;
-    if (v > best_logit) {
-      best_logit = v;
-      best = i;
+  if (best_logit > -kInf) {
+    for (int32_t i = 0; i < n; ++i) {
+      if (logits[i] == best_logit) {
+        best = i;
+        break;
+      }
     }
   }
 
