@@ -96,31 +96,30 @@ void weigh_all(const float* logits, int32_t n, double max_logit, double inv_t, d
 }
 
 // NaN -> -inf and +inf -> the largest float in place; returns the largest value (-inf if all
-// are). Branch-free with eight running maxima, so it vectorises.
+// are). Branch-free (the two replacements as integer selects on the bits, eight running
+// maxima), so it vectorises.
+inline float sanitize_one(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  b = (b & 0x7fffffffu) > 0x7f800000u ? 0xff800000u : b;  // NaN -> -inf
+  b = b == 0x7f800000u ? 0x7f7fffffu : b;                  // +inf -> largest float
+  std::memcpy(&x, &b, sizeof b);
+  return x;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
 float sanitize_and_max(float* logits, int32_t n) {
-  constexpr int kLanes = 8;
+  for (int32_t i = 0; i < n; ++i) logits[i] = sanitize_one(logits[i]);
+  constexpr int kLanes = 16;
   float m[kLanes];
   for (float& x : m) x = -kInf;
   int32_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      float v = logits[i + j];
-      v = v != v ? -kInf : v;
-      v = v == kInf ? kMaxFloat : v;
-      logits[i + j] = v;
-      m[j] = v > m[j] ? v : m[j];
-    }
+    for (int j = 0; j < kLanes; ++j) m[j] = logits[i + j] > m[j] ? logits[i + j] : m[j];
   }
-  for (; i < n; ++i) {
-    float v = logits[i];
-    v = v != v ? -kInf : v;
-    v = v == kInf ? kMaxFloat : v;
-    logits[i] = v;
-    m[0] = v > m[0] ? v : m[0];
-  }
+  for (; i < n; ++i) m[0] = logits[i] > m[0] ? logits[i] : m[0];
   float best = m[0];
   for (int j = 1; j < kLanes; ++j) best = m[j] > best ? m[j] : best;
   return best;
@@ -407,24 +406,47 @@ int32_t Sampler::sample(float* logits) {
   if (forced >= 0) return forced;
 
   if (scratch_.all_tokens) {
-    // The same walk over every token in id order; zero weights never win and add nothing.
-    const std::vector<double>& w = scratch_.weights;
+    // The same walk over every token in id order (zero weights never win and add nothing),
+    // by blocks: a block's total is summed in independent lanes, so the 65k-long chain of
+    // dependent adds becomes one per block, and only the block where the cumulative weight
+    // passes the target is walked token by token.
+    const double* w = scratch_.weights.data();
+    const int32_t n = n_vocab_;
+    constexpr int32_t kBlock = 256;
+    std::vector<double>& sums = scratch_.block_sums;
+    sums.assign((size_t)((n + kBlock - 1) / kBlock), 0.0);
     double total = 0.0;
-    int32_t last = -1;
-    for (int32_t i = 0; i < n_vocab_; ++i) {
-      if (w[(size_t)i] > 0.0) {
-        total += w[(size_t)i];
-        last = i;
+    for (int32_t b = 0; b * kBlock < n; ++b) {
+      const int32_t end = std::min(n, (b + 1) * kBlock);
+      double lane[4] = {0.0, 0.0, 0.0, 0.0};
+      int32_t i = b * kBlock;
+      for (; i + 4 <= end; i += 4) {
+        for (int j = 0; j < 4; ++j) lane[j] += w[i + j];
       }
+      for (; i < end; ++i) lane[0] += w[i];
+      sums[(size_t)b] = (lane[0] + lane[1]) + (lane[2] + lane[3]);
+      total += sums[(size_t)b];
     }
     const double target = u * total;
     double cum = 0.0;
-    for (int32_t i = 0; i < n_vocab_; ++i) {
-      if (!(w[(size_t)i] > 0.0)) continue;
-      cum += w[(size_t)i];
-      if (target < cum) return i;
+    for (int32_t b = 0; b * kBlock < n; ++b) {
+      if (!(target < cum + sums[(size_t)b])) {
+        cum += sums[(size_t)b];
+        continue;
+      }
+      const int32_t end = std::min(n, (b + 1) * kBlock);
+      for (int32_t i = b * kBlock; i < end; ++i) {
+        if (!(w[i] > 0.0)) continue;
+        cum += w[i];
+        if (target < cum) return i;
+      }
+      // Rounding put the target past this block's last token by a hair: keep walking.
     }
-    return last;
+    // Only reachable through rounding in the sums: the last token with weight owns the sliver.
+    for (int32_t i = n - 1; i >= 0; --i) {
+      if (w[i] > 0.0) return i;
+    }
+    return forced;  // unreachable: the top token weighs 1
   }
 
   const std::vector<Candidate>& c = scratch_.cands;

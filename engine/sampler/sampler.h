@@ -174,6 +174,7 @@ class Sampler {
     // Set by prepare() when asked to skip the candidate list and nothing truncates: every
     // token with weight > 0 is a candidate, in id order, its weight in `weights`.
     bool all_tokens = false;
+    std::vector<double> block_sums;  // sample()'s per-block totals of `weights`
   };
 
   // Logit descending, then id ascending.

@@ -282,6 +282,37 @@ TEST_CASE("temperature reshapes the distribution (chi-square against p^(1/T))") 
   }
 }
 
+TEST_CASE("untruncated draws over a vocabulary of several walk blocks follow softmax") {
+  // 1000 tokens (the draw walks blocks of 256) with weights 1..10 by id range, so each of the
+  // ten bins of 100 ids has a known mass; plus token 999 at a high logit, last in a partial
+  // block. 10 degrees of freedom; 29.59 is the 0.1% critical value.
+  const int32_t n = 1000;
+  std::vector<float> logits(n);
+  std::vector<double> mass(11, 0.0);
+  for (int32_t i = 0; i < n - 1; ++i) {
+    logits[(size_t)i] = (float)std::log(1.0 + i / 100);
+    mass[(size_t)(i / 100)] += 1.0 + i / 100;
+  }
+  logits[n - 1] = (float)std::log(2000.0);
+  mass[10] = 2000.0;
+  double z = 0.0;
+  for (double m : mass) z += m;
+  for (double& m : mass) m /= z;
+  SamplerParams p;
+  p.seed = 77;
+  Sampler s = make(p, n);
+  std::vector<int> bins(11, 0);
+  for (int i = 0; i < 20000; ++i) {
+    const int32_t id = sample_copy(s, logits);
+    REQUIRE(id >= 0);
+    REQUIRE(id < n);
+    bins[(size_t)(id == n - 1 ? 10 : id / 100)]++;
+  }
+  CHECK(chi_square(bins, mass) < 29.59);
+  // The test can fail: uniform bins are far off.
+  CHECK(chi_square(bins, std::vector<double>(11, 1.0 / 11)) > 100.0);
+}
+
 TEST_CASE("presence and frequency penalties, with decay") {
   SUBCASE("presence penalty steers greedy away from a used token, for good") {
     SamplerParams p;
