@@ -269,6 +269,12 @@ struct Acts8 {
 // exact in int32 as in the other tables; then lanes * (d_w d_x) are accumulated in f32 and the
 // two lanes of each vector added at the end. Stores when k0 == 0, adds otherwise. When `fetch`
 // > 0, asks for the weights `fetch` bytes ahead of each row into L2.
+// Byte offsets of 16 consecutive q8_0 blocks.
+inline __m512i block_offsets() {
+  return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                            _mm512_set1_epi32((int)sizeof(BlockQ8_0)));
+}
+
 template <int R>
 void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t g, int nv, float* y, int64_t ldy,
                 int64_t k0, int64_t k1, int64_t fetch) {
@@ -276,7 +282,7 @@ void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t g, int nv
   // broadcasts them with plain loads.
   constexpr int kRun = 32;
   alignas(64) uint8_t dec[R][kRun][kQK];
-  float dwf[R][kRun];
+  float dwf[R][kRun];  // a 16-wide store may fill it up to the next multiple of 16: kRun is one
   const int64_t nb = xa.nb, b0 = k0 / kQK, b1 = k1 / kQK;
   const BlockQ8_0* wb[R];
   for (int r = 0; r < R; ++r) wb[r] = reinterpret_cast<const BlockQ8_0*>(w(r0 + r));
@@ -290,7 +296,16 @@ void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t g, int nv
       for (int64_t i = run; i < run_end; ++i) {
         const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[r][i].qs));
         _mm256_store_si256(reinterpret_cast<__m256i*>(dec[r][i - run]), _mm256_xor_si256(q, flip));
-        dwf[r][i - run] = _cvtsh_ss(wb[r][i].d);
+      }
+      // The scales 16 blocks at a time: one gather of the blocks' first 4 bytes (d and two
+      // weights, inside the block), the low halves packed, one conversion. Per block this is
+      // a fraction of the insert + convert + store of a scalar _cvtsh_ss, and the tile is bound
+      // by the vector ports.
+      for (int64_t i = run; i < run_end; i += 16) {
+        const __mmask16 m = tail_mask(run_end - i < 16 ? run_end - i : 16);
+        const __m512i raw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, block_offsets(),
+                                                        reinterpret_cast<const void*>(wb[r] + i), 1);
+        _mm512_storeu_ps(dwf[r] + (i - run), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw)));
       }
     }
     for (int64_t i = run; i < run_end; ++i) {
