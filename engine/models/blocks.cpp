@@ -5,31 +5,54 @@
 
 namespace rwkv::detail {
 
-void layer_norm(const float* x, float* y, int64_t n, Vec w, Vec b, float eps) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) sum += x[i];
-  const double mean = sum / (double)n;
-  double var = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double d = x[i] - mean;
-    var += d * d;
+// Σ x and Σ (x - mean)^2 in double, over eight independent lanes: a single running double sum
+// is a chain of dependent adds (4 cycles each), which made the norms of a batched step a
+// visible serial cost; the lanes cut the chain and still sum in double.
+namespace {
+constexpr int kNormLanes = 8;
+
+double sum_lanes(const float* x, int64_t n) {
+  double lane[kNormLanes] = {};
+  int64_t i = 0;
+  for (; i + kNormLanes <= n; i += kNormLanes) {
+    for (int j = 0; j < kNormLanes; ++j) lane[j] += x[i + j];
   }
-  var /= (double)n;
+  for (; i < n; ++i) lane[0] += x[i];
+  double s = 0.0;
+  for (double v : lane) s += v;
+  return s;
+}
+
+double sq_dev_lanes(const float* x, int64_t n, double mean) {
+  double lane[kNormLanes] = {};
+  int64_t i = 0;
+  for (; i + kNormLanes <= n; i += kNormLanes) {
+    for (int j = 0; j < kNormLanes; ++j) {
+      const double d = x[i + j] - mean;
+      lane[j] += d * d;
+    }
+  }
+  for (; i < n; ++i) {
+    const double d = x[i] - mean;
+    lane[0] += d * d;
+  }
+  double s = 0.0;
+  for (double v : lane) s += v;
+  return s;
+}
+}  // namespace
+
+void layer_norm(const float* x, float* y, int64_t n, Vec w, Vec b, float eps) {
+  const double mean = sum_lanes(x, n) / (double)n;
+  const double var = sq_dev_lanes(x, n, mean) / (double)n;
   const float inv = (float)(1.0 / std::sqrt(var + (double)eps));
   const float m = (float)mean;
   for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * inv * w[i] + b[i];
 }
 
 void group_norm_group(float* x, int64_t g, Vec w, Vec b, float eps) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < g; ++i) sum += x[i];
-  const double mean = sum / (double)g;
-  double var = 0.0;
-  for (int64_t i = 0; i < g; ++i) {
-    const double d = x[i] - mean;
-    var += d * d;
-  }
-  var /= (double)g;
+  const double mean = sum_lanes(x, g) / (double)g;
+  const double var = sq_dev_lanes(x, g, mean) / (double)g;
   const float inv = (float)(1.0 / std::sqrt(var + (double)eps));
   const float m = (float)mean;
   for (int64_t i = 0; i < g; ++i) x[i] = (x[i] - m) * inv * w[i] + b[i];
