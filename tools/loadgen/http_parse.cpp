@@ -328,4 +328,16 @@ double quantile_sorted(const std::vector<double>& values, double q) {
   return values[lo] + (values[hi] - values[lo]) * frac;
 }
 
+double union_length(std::vector<std::pair<double, double>> spans) {
+  std::sort(spans.begin(), spans.end());
+  double total = 0.0;
+  for (size_t i = 0; i < spans.size();) {
+    const double begin = spans[i].first;
+    double end = std::max(spans[i].first, spans[i].second);
+    for (++i; i < spans.size() && spans[i].first <= end; ++i) end = std::max(end, spans[i].second);
+    total += end - begin;
+  }
+  return total;
+}
+
 }  // namespace rwkv::loadgen

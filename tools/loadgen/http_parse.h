@@ -112,4 +112,8 @@ class SseParser {
 // default). REQUIRES: values sorted ascending and non-empty.
 double quantile_sorted(const std::vector<double>& values, double q);
 
+// Total length of the union of [begin, end] spans (seconds, any order; overlapping and
+// touching spans count once; spans with end < begin count as empty).
+double union_length(std::vector<std::pair<double, double>> spans);
+
 }  // namespace rwkv::loadgen

@@ -48,6 +48,9 @@ struct Tally {
   int64_t sessions_created = 0, sessions_deleted = 0, session_errors = 0;
   int64_t tokens = 0, n_usage = 0, n_events = 0;
   std::vector<double> ttft, itl, latency;
+  // Streaming ok requests: tokens after the first, and the span from first to last content.
+  int64_t decode_tokens = 0;
+  std::vector<std::pair<Clock::time_point, Clock::time_point>> decode_spans;
   std::map<std::string, int64_t> errors;
   bool any_request = false;
   Clock::time_point first_start, last_end;
@@ -142,7 +145,7 @@ class Worker {
  private:
   // Per-request bookkeeping.
   struct Current {
-    Clock::time_point t0, last_content;
+    Clock::time_point t0, first_content, last_content;
     bool head_seen = false, sse = false;
     int status = 0;
     std::string content_type, body;
@@ -358,6 +361,7 @@ class Worker {
       const Clock::time_point now = Clock::now();
       if (cur_.content_events == 0) {
         cur_.ttft = ms_between(cur_.t0, now);
+        cur_.first_content = now;
       } else {
         cur_.itl.push_back(ms_between(cur_.last_content, now));
       }
@@ -372,6 +376,16 @@ class Worker {
   void commit_stream_samples() {
     if (cur_.ttft >= 0) tally_.ttft.push_back(cur_.ttft);
     tally_.itl.insert(tally_.itl.end(), cur_.itl.begin(), cur_.itl.end());
+  }
+
+  // The decode phase of a completed stream: its tokens after the first content event, and when
+  // it ran. (With a usage count, the first event is taken to carry one token.)
+  void commit_decode_span() {
+    if (cur_.content_events == 0) return;
+    const int64_t tokens = cur_.usage >= 0 ? cur_.usage : cur_.content_events;
+    if (tokens < 2) return;
+    tally_.decode_tokens += tokens - 1;
+    tally_.decode_spans.emplace_back(cur_.first_content, cur_.last_content);
   }
 
   void commit_tokens(int64_t usage, int64_t events) {
@@ -419,6 +433,7 @@ class Worker {
         ++tally_.ok;
         commit_stream_samples();
         commit_tokens(cur_.usage, cur_.content_events);
+        commit_decode_span();
         tally_.latency.push_back(ms_between(cur_.t0, t1));
       }
     } else {
@@ -566,6 +581,8 @@ Result<LoadgenReport> run_loadgen(const LoadgenOptions& opt) {
     all.ttft.insert(all.ttft.end(), t.ttft.begin(), t.ttft.end());
     all.itl.insert(all.itl.end(), t.itl.begin(), t.itl.end());
     all.latency.insert(all.latency.end(), t.latency.begin(), t.latency.end());
+    all.decode_tokens += t.decode_tokens;
+    all.decode_spans.insert(all.decode_spans.end(), t.decode_spans.begin(), t.decode_spans.end());
     for (const auto& [e, n] : t.errors) all.errors[e] += n;
     if (t.any_request) {
       all.first_start = all.any_request ? std::min(all.first_start, t.first_start) : t.first_start;
@@ -600,6 +617,20 @@ Result<LoadgenReport> run_loadgen(const LoadgenOptions& opt) {
   if (r.wall_s > 0) {
     r.requests_per_s = (double)r.ok / r.wall_s;
     r.tokens_per_s = (double)r.generated_tokens / r.wall_s;
+  }
+  // Aggregate decode rate: decode tokens over the time during which at least one stream was
+  // between its first and last token (the union of the spans), so prompt processing before a
+  // request's first token counts only while another stream is decoding.
+  {
+    std::vector<std::pair<double, double>> spans;
+    for (const auto& [b, e] : all.decode_spans) {
+      spans.emplace_back(std::chrono::duration<double>(b - all.first_start).count(),
+                         std::chrono::duration<double>(e - all.first_start).count());
+    }
+    const double busy = union_length(std::move(spans));
+    r.decode_tokens = all.decode_tokens;
+    r.decode_s = busy;
+    if (busy > 0) r.decode_tokens_per_s = (double)all.decode_tokens / busy;
   }
   r.ttft_ms = stats_of(std::move(all.ttft));
   r.itl_ms = stats_of(std::move(all.itl));

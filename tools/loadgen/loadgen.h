@@ -103,6 +103,13 @@ struct LoadgenReport {
   int64_t generated_tokens = 0;
   std::string token_source;  // "usage", "events", "usage+events" or "none"
   double tokens_per_s = 0;   // generated_tokens / wall_s
+  // Streaming: the decode phase. Tokens after each ok request's first content event, the time
+  // during which at least one request was between its first and last content event, and their
+  // ratio (the aggregate decode rate, without the prompt processing before first tokens that
+  // no other stream overlapped).
+  int64_t decode_tokens = 0;
+  double decode_s = 0;
+  double decode_tokens_per_s = 0;
 
   LatencyStats ttft_ms;     // request start -> first event with non-empty text (streaming)
   LatencyStats itl_ms;      // gaps between consecutive content events (streaming)

@@ -68,6 +68,9 @@ std::string format_report_text(const LoadgenReport& r) {
   out += printf_string("tokens:       %" PRId64 " generated (from %s), %.1f tokens/s aggregate\n", r.generated_tokens,
                        r.token_source.c_str(), r.tokens_per_s);
   if (r.stream) {
+    out += printf_string("decode:       %" PRId64 " tokens after the first of each request, in %.3f s with a stream "
+                         "decoding: %.1f tokens/s aggregate\n",
+                         r.decode_tokens, r.decode_s, r.decode_tokens_per_s);
     out += latency_line("TTFT ms:", r.ttft_ms);
     out += latency_line("ITL ms:", r.itl_ms);
   }
@@ -116,6 +119,9 @@ std::string format_report_json(const LoadgenReport& r) {
   j["generated_tokens"] = r.generated_tokens;
   j["token_source"] = r.token_source;
   j["tokens_per_s"] = r.tokens_per_s;
+  j["decode_tokens"] = r.decode_tokens;
+  j["decode_s"] = r.decode_s;
+  j["decode_tokens_per_s"] = r.decode_tokens_per_s;
   put_latency(j, "ttft_ms", r.ttft_ms);
   put_latency(j, "itl_ms", r.itl_ms);
   put_latency(j, "latency_ms", r.latency_ms);

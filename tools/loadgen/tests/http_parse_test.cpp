@@ -175,5 +175,14 @@ TEST_CASE("quantile_sorted interpolates like numpy") {
   CHECK(quantile_sorted({7.0}, 0.99) == 7.0);
 }
 
+TEST_CASE("union_length counts overlapping and touching spans once") {
+  CHECK(union_length({}) == 0.0);
+  CHECK(union_length({{1.0, 3.0}}) == doctest::Approx(2.0));
+  // Out of order, nested, overlapping, touching, disjoint.
+  CHECK(union_length({{5.0, 6.0}, {1.0, 3.0}, {2.0, 2.5}, {2.5, 4.0}, {4.0, 4.5}}) == doctest::Approx(4.5));
+  // A reversed span is empty and does not extend its neighbours.
+  CHECK(union_length({{1.0, 2.0}, {1.5, 0.0}}) == doctest::Approx(1.0));
+}
+
 }  // namespace
 }  // namespace rwkv::loadgen
