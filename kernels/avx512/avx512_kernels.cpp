@@ -261,14 +261,18 @@ struct Acts8 {
   int64_t nb;
 };
 
-// Y[8g+v][r0+r] (+)= the q8_0 dot over columns k0..k1 (whole blocks) for r < R and v < nv.
-// Per block and row, the weights go in as unsigned u = w + 128 (w xor 0x80), and each 8 of them
+// Y[8g+v][r0+r] = the q8_0 dot over all columns for r < R, every group g < groups and v with
+// 8g + v < n. Per block and row, the weights go in as unsigned u = w + 128 (w xor 0x80), and each 8 of them
 // are broadcast to every 64-bit lane (a plain load), so one 512-bit vpdpbusd multiplies 8
 // weights with 8 vectors' activations: lane 2v sums chunk 2p, lane 2v+1 chunk 2p+1. Four of them
 // give the block's Σ u x per vector in two lanes; Σ w x = Σ u x - 128 Σx (the offset lane),
 // exact in int32 as in the other tables; then lanes * (d_w d_x) are accumulated in f32 and the
-// two lanes of each vector added at the end. Stores when k0 == 0, adds otherwise. When `fetch`
-// > 0, asks for the weights `fetch` bytes ahead of each row into L2.
+// two lanes of each vector added at the end. When `fetch` > 0, asks for the weights `fetch`
+// bytes ahead of each row into L2.
+template <int R>
+void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t groups, int64_t n, float* y, int64_t ldy,
+                int64_t fetch);
+
 // Byte offsets of 16 consecutive q8_0 blocks.
 inline __m512i block_offsets() {
   return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
@@ -276,82 +280,93 @@ inline __m512i block_offsets() {
 }
 
 template <int R>
-void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t g, int nv, float* y, int64_t ldy,
-                int64_t k0, int64_t k1, int64_t fetch) {
+void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t groups, int64_t n, float* y, int64_t ldy,
+                int64_t fetch) {
   // A run of blocks is decoded (u, and d_w as f32) into `dec` first, from where the main loop
-  // broadcasts them with plain loads.
-  constexpr int kRun = 32;
+  // broadcasts them with plain loads; every group of 8 vectors then passes over the decoded
+  // run, so a prefill chunk of 64 rows decodes each weight once, not once per group. The
+  // groups' accumulators wait in `accm` between runs (up to kMaxGroups at a time).
+  constexpr int kRun = 32, kMaxGroups = 16;
   alignas(64) uint8_t dec[R][kRun][kQK];
   float dwf[R][kRun];  // a 16-wide store may fill it up to the next multiple of 16: kRun is one
-  const int64_t nb = xa.nb, b0 = k0 / kQK, b1 = k1 / kQK;
+  alignas(64) float accm[kMaxGroups][R][16];
+  const int64_t nb = xa.nb;
   const BlockQ8_0* wb[R];
   for (int r = 0; r < R; ++r) wb[r] = reinterpret_cast<const BlockQ8_0*>(w(r0 + r));
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   const __m256i flip = _mm256_set1_epi8((char)0x80);
 
-  for (int64_t run = b0; run < b1; run += kRun) {
-    const int64_t run_end = b1 - run < kRun ? b1 : run + kRun;
-    for (int r = 0; r < R; ++r) {
-      for (int64_t i = run; i < run_end; ++i) {
-        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[r][i].qs));
-        _mm256_store_si256(reinterpret_cast<__m256i*>(dec[r][i - run]), _mm256_xor_si256(q, flip));
+  for (int64_t g_lo = 0; g_lo < groups; g_lo += kMaxGroups) {
+    const int64_t gn = groups - g_lo < kMaxGroups ? groups - g_lo : kMaxGroups;
+    for (int64_t gi = 0; gi < gn; ++gi) {
+      for (int r = 0; r < R; ++r) _mm512_store_ps(accm[gi][r], _mm512_setzero_ps());
+    }
+    for (int64_t run = 0; run < nb; run += kRun) {
+      const int64_t run_end = nb - run < kRun ? nb : run + kRun;
+      for (int r = 0; r < R; ++r) {
+        for (int64_t i = run; i < run_end; ++i) {
+          const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[r][i].qs));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(dec[r][i - run]), _mm256_xor_si256(q, flip));
+        }
+        // The scales 16 blocks at a time: one gather of the blocks' first 4 bytes (d and two
+        // weights, inside the block), the low halves packed, one conversion. Per block this is
+        // a fraction of the insert + convert + store of a scalar _cvtsh_ss, and the tile is
+        // bound by the vector ports.
+        for (int64_t i = run; i < run_end; i += 16) {
+          const __mmask16 m = tail_mask(run_end - i < 16 ? run_end - i : 16);
+          const __m512i raw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, block_offsets(),
+                                                          reinterpret_cast<const void*>(wb[r] + i), 1);
+          _mm512_storeu_ps(dwf[r] + (i - run), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw)));
+        }
       }
-      // The scales 16 blocks at a time: one gather of the blocks' first 4 bytes (d and two
-      // weights, inside the block), the low halves packed, one conversion. Per block this is
-      // a fraction of the insert + convert + store of a scalar _cvtsh_ss, and the tile is bound
-      // by the vector ports.
-      for (int64_t i = run; i < run_end; i += 16) {
-        const __mmask16 m = tail_mask(run_end - i < 16 ? run_end - i : 16);
-        const __m512i raw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, block_offsets(),
-                                                        reinterpret_cast<const void*>(wb[r] + i), 1);
-        _mm512_storeu_ps(dwf[r] + (i - run), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw)));
+      for (int64_t gi = 0; gi < gn; ++gi) {
+        const int64_t g = g_lo + gi;
+        __m512 acc[R];
+        for (int r = 0; r < R; ++r) acc[r] = _mm512_load_ps(accm[gi][r]);
+        for (int64_t i = run; i < run_end; ++i) {
+          const int64_t xi = g * nb + i;
+          const int8_t* xq = xa.q + xi * 256;
+          __m512i x4[4];
+          for (int p = 0; p < 4; ++p) x4[p] = _mm512_load_si512(xq + 64 * p);
+          // Each row's chain starts from the offset -128 Σx, so the four products leave Σ w x.
+          // One chain per row: the R rows' chains, and the next block's, are independent,
+          // which hides vpdpbusd's latency; the add and subtract of two chains cost more
+          // port time.
+          const __m512i neg_off = _mm512_load_si512(xa.off + xi * 16);
+          __m512i dot[R];
+          for (int r = 0; r < R; ++r) {
+            // A prefetch past the end of the matrix is a harmless hint.
+            if (fetch > 0 && gi == 0) _mm_prefetch(reinterpret_cast<const char*>(wb[r] + i) + fetch, _MM_HINT_T1);
+            int64_t u0, u1, u2, u3;
+            std::memcpy(&u0, dec[r][i - run], 8);
+            std::memcpy(&u1, dec[r][i - run] + 8, 8);
+            std::memcpy(&u2, dec[r][i - run] + 16, 8);
+            std::memcpy(&u3, dec[r][i - run] + 24, 8);
+            dot[r] = _mm512_dpbusd_epi32(neg_off, _mm512_set1_epi64(u0), x4[0]);
+            dot[r] = _mm512_dpbusd_epi32(dot[r], _mm512_set1_epi64(u1), x4[1]);
+            dot[r] = _mm512_dpbusd_epi32(dot[r], _mm512_set1_epi64(u2), x4[2]);
+            dot[r] = _mm512_dpbusd_epi32(dot[r], _mm512_set1_epi64(u3), x4[3]);
+          }
+          const __m512 dx = _mm512_load_ps(xa.d + xi * 16);
+          for (int r = 0; r < R; ++r) {
+            const __m512 d = _mm512_mul_ps(_mm512_set1_ps(dwf[r][i - run]), dx);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]), d, acc[r]);
+          }
+        }
+        for (int r = 0; r < R; ++r) _mm512_store_ps(accm[gi][r], acc[r]);
       }
     }
-    for (int64_t i = run; i < run_end; ++i) {
-      const int64_t xi = g * nb + i;
-      const int8_t* xq = xa.q + xi * 256;
-      __m512i x4[4];
-      for (int p = 0; p < 4; ++p) x4[p] = _mm512_load_si512(xq + 64 * p);
-      // Each row's chain starts from the offset -128 Σx, so the four products leave Σ w x.
-      // One chain per row: the R rows' chains, and the next block's, are independent, which
-      // hides vpdpbusd's latency; the add and subtract of two chains cost more port time.
-      const __m512i neg_off = _mm512_load_si512(xa.off + xi * 16);
-      __m512i dot[R];
+    for (int64_t gi = 0; gi < gn; ++gi) {
+      const int64_t g = g_lo + gi;
+      const int nv = n - 8 * g < 8 ? (int)(n - 8 * g) : 8;
       for (int r = 0; r < R; ++r) {
-        // A prefetch past the end of the matrix is a harmless hint.
-        if (fetch > 0) _mm_prefetch(reinterpret_cast<const char*>(wb[r] + i) + fetch, _MM_HINT_T1);
-        int64_t u0, u1, u2, u3;
-        std::memcpy(&u0, dec[r][i - run], 8);
-        std::memcpy(&u1, dec[r][i - run] + 8, 8);
-        std::memcpy(&u2, dec[r][i - run] + 16, 8);
-        std::memcpy(&u3, dec[r][i - run] + 24, 8);
-        dot[r] = _mm512_dpbusd_epi32(neg_off, _mm512_set1_epi64(u0), x4[0]);
-        dot[r] = _mm512_dpbusd_epi32(dot[r], _mm512_set1_epi64(u1), x4[1]);
-        dot[r] = _mm512_dpbusd_epi32(dot[r], _mm512_set1_epi64(u2), x4[2]);
-        dot[r] = _mm512_dpbusd_epi32(dot[r], _mm512_set1_epi64(u3), x4[3]);
+        for (int v = 0; v < nv; ++v) y[(8 * g + v) * ldy + r0 + r] = accm[gi][r][2 * v] + accm[gi][r][2 * v + 1];
       }
-      const __m512 dx = _mm512_load_ps(xa.d + xi * 16);
-      for (int r = 0; r < R; ++r) {
-        const __m512 d = _mm512_mul_ps(_mm512_set1_ps(dwf[r][i - run]), dx);
-        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]), d, acc[r]);
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    alignas(64) float out[16];
-    _mm512_store_ps(out, acc[r]);
-    for (int v = 0; v < nv; ++v) {
-      float& o = y[(8 * g + v) * ldy + r0 + r];
-      const float sum = out[2 * v] + out[2 * v + 1];
-      o = k0 == 0 ? sum : o + sum;
     }
   }
 }
 
-// Tiles of 4 rows (their decoded runs take 4 KiB of L1); spans of 1024 columns as in the AVX2
-// tables.
-constexpr int kQuantTileRows = 4, kQuantSpan = 1024;
+// Tiles of 4 rows (their decoded runs take 4 KiB of L1).
+constexpr int kQuantTileRows = 4;
 
 // q8_0 gemm for n >= 4, groups of 8 vectors (the last padded with zero vectors). Fewer than 4
 // go to the base table, whose per-vector tiles suit them: minimum of 200 x 50 calls on a
@@ -392,10 +407,17 @@ void gemm_q8_0(const MatView& w, const float* x, int64_t ldx, int64_t n, float* 
   }
   const Acts8 xa{q, d, off, nb};
   const RowPtrs wr(w);
-  run_tiles<kQuantTileRows, 8, kQuantSpan>(w, n, [&](auto rows, auto vecs, int64_t r0, int64_t v0, int64_t k0, int64_t k1) {
-    constexpr int R = decltype(rows)::value;
-    const int64_t fetch = v0 == 0 ? R * (int64_t)wr.stride : 0;
-    q8_0_rows8<R>(wr, r0, xa, v0 / 8, decltype(vecs)::value, y, ldy, k0, k1, fetch);
+  // Tiles of kQuantTileRows rows over all columns and all groups (a partial tile at the
+  // bottom goes one row at a time); each thread takes contiguous tiles.
+  constexpr int R = kQuantTileRows;
+  const int64_t tiles = (w.rows + R - 1) / R;
+  parallel_for(tiles, gemm_threads(w.rows * w.cols * n), [&](int64_t t) {
+    const int64_t r0 = t * R;
+    if (w.rows - r0 >= R) {
+      q8_0_rows8<R>(wr, r0, xa, groups, n, y, ldy, R * (int64_t)wr.stride);
+    } else {
+      for (int64_t r = r0; r < w.rows; ++r) q8_0_rows8<1>(wr, r, xa, groups, n, y, ldy, 0);
+    }
   });
 }
 

@@ -217,6 +217,34 @@ TEST_CASE("gemm: every compiled variant matches the scalar reference") {
   }
 }
 
+TEST_CASE("gemm: prefill-sized batches (many groups of 8 vectors) match the scalar reference") {
+  // The AVX-512 q8_0 tile keeps up to 16 groups' accumulators per decoded run of weights: 137
+  // vectors take two passes over the groups, 70 one with a partial last group.
+  for (DType t : {DType::kQ8_0, DType::kF16}) {
+    Rng rng(4242 + (uint64_t)t);
+    for (int64_t rows : {5, 67}) {
+      for (int64_t cols : {96, 2080}) {
+        for (int64_t n : {24, 70, 137}) {
+          const Problem p = make_problem(t, rows, cols, n, rng);
+          const std::vector<float> y_ref = run(scalar_kernels(), p);
+          const double units = 2.0 * tol_units(t, p.cols);
+          for (const Kernels* k : variants()) {
+            const std::vector<float> y = run(*k, p);
+            for (int64_t v = 0; v < p.n; ++v) {
+              for (int64_t r = 0; r < p.rows; ++r) {
+                const size_t iy = (size_t)(v * p.ldy + r), im = (size_t)(v * p.rows + r);
+                if (!(std::fabs((double)y[iy] - y_ref[iy]) <= units * FLT_EPSILON * p.mag[im])) {
+                  FAIL(describe(*k, p), " v=", v, " r=", r, " got ", y[iy], " scalar ", y_ref[iy]);
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("gemm: results do not depend on the thread count") {
   // Each output row is computed by one thread in a fixed order, so 1 and 2 threads give the
   // same bits. The shape is above the size where the row loop goes parallel.
