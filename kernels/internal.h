@@ -127,6 +127,11 @@ void run_tiles(const MatView& w, int64_t n, const Tile& tile) {
 // compiled with -mavx2 or -mavx512f for all callers (a SIGILL on older CPUs).
 uint8_t* thread_scratch(size_t bytes);
 
+// The scalar WKV step (kernels.h, wkv5) for value columns [i0, S) only: the SIMD variants' tail
+// and the scalar table's whole step. Out of line in kernels/scalar, compiled without ISA flags.
+void wkv5_columns(int64_t S, int64_t i0, float* st, const float* r, const float* k, const float* v, const float* w,
+                  const float* u, float* y);
+
 // Is `t` one of the weight types gemm accepts?
 inline bool is_weight_type(DType t) {
   switch (t) {

@@ -977,16 +977,7 @@ void wkv5(int64_t S, float* st, const float* r, const float* k, const float* v, 
   int64_t i0 = 0;
   for (; i0 + 32 <= S; i0 += 32) wkv5_cols<4>(S, i0, st, r, k, v, w, u, y);
   for (; i0 + 8 <= S; i0 += 8) wkv5_cols<1>(S, i0, st, r, k, v, w, u, y);
-  if (i0 == S) return;
-  for (int64_t i = i0; i < S; ++i) y[i] = 0.0f;
-  for (int64_t j = 0; j < S; ++j) {
-    const float rj = r[j], kj = k[j], wj = w[j], ruk = rj * u[j] * kj;
-    float* row = st + j * S;
-    for (int64_t i = i0; i < S; ++i) {
-      y[i] += ruk * v[i] + rj * row[i];
-      row[i] = kj * v[i] + wj * row[i];
-    }
-  }
+  if (i0 < S) wkv5_columns(S, i0, st, r, k, v, w, u, y);
 }
 
 }  // namespace

@@ -276,19 +276,23 @@ void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
 
 void wkv5(int64_t S, float* st, const float* r, const float* k, const float* v, const float* w, const float* u,
           float* y) {
-  for (int64_t i = 0; i < S; ++i) y[i] = 0.0f;
-  for (int64_t j = 0; j < S; ++j) {
-    const float rj = r[j], kj = k[j], wj = w[j], ruk = rj * u[j] * kj;
-    float* row = st + j * S;
-    for (int64_t i = 0; i < S; ++i) {
-      const float kv = kj * v[i];
-      y[i] += ruk * v[i] + rj * row[i];
-      row[i] = kv + wj * row[i];
-    }
-  }
+  wkv5_columns(S, 0, st, r, k, v, w, u, y);
 }
 
 }  // namespace
+
+void wkv5_columns(int64_t S, int64_t i0, float* st, const float* r, const float* k, const float* v, const float* w,
+                  const float* u, float* y) {
+  for (int64_t i = i0; i < S; ++i) y[i] = 0.0f;
+  for (int64_t j = 0; j < S; ++j) {
+    const float rj = r[j], kj = k[j], wj = w[j], ruk = rj * u[j] * kj;
+    float* row = st + j * S;
+    for (int64_t i = i0; i < S; ++i) {
+      y[i] += ruk * v[i] + rj * row[i];
+      row[i] = kj * v[i] + wj * row[i];
+    }
+  }
+}
 
 const Kernels& scalar_table() {
   static const Kernels k{"scalar", gemm, get_row, f16_to_f32, f32_to_f16,
