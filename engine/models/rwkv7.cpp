@@ -74,10 +74,13 @@ void time_mix_v7(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
   for (int64_t i = 0; i < T * C; ++i) k[i] = k[i] * (1.0f + (aa[i] - 1.0f) * lw.k_a[i % C]);
 
   float* y = xs + T * C;  // reuse xw's slot (w already computed)
-  for (int64_t t = 0; t < T; ++t) {
-    float* state = rows.state[t]->wkv(layer);
-    for (int64_t h = 0; h < H; ++h) {
-      float* sh = state + h * S * S;  // [value i][key j]
+  // Heads are independent: shared out over the kernels' thread team, each head walking the
+  // rows in order (rows of one sequence in a prefill chunk share its state). Per head and row:
+  // the state update, the head's group norm, then the r_k bonus term. Bit-identical to a
+  // serial loop for any thread count.
+  kern::parallel_each(H, [&](int64_t h) {
+    for (int64_t t = 0; t < T; ++t) {
+      float* sh = rows.state[(size_t)t]->wkv(layer) + h * S * S;  // [value i][key j]
       const int64_t o = t * C + h * S;
       const float* rh = r + o;
       const float* wh = w + o;
@@ -99,16 +102,13 @@ void time_mix_v7(const Hparams& hp, const LayerWeights& lw, const Rows& rows, in
         }
         yh[i] = acc;
       }
-    }
-    group_norm(y + t * C, C, H, lw.ln_x_w, lw.ln_x_b, hp.gn_eps);
-    // y += per-head (sum_j r_j k_j r_k[h][j]) * v
-    for (int64_t h = 0; h < H; ++h) {
-      const int64_t o = t * C + h * S;
+      group_norm_group(yh, S, lw.ln_x_w + h * S, lw.ln_x_b + h * S, hp.gn_eps);
+      // y += per-head (sum_j r_j k_j r_k[h][j]) * v
       float dot = 0.0f;
       for (int64_t j = 0; j < S; ++j) dot += r[o + j] * k[o + j] * lw.r_k[h * S + j];
       for (int64_t j = 0; j < S; ++j) y[o + j] += dot * v[o + j];
     }
-  }
+  });
   for (int64_t i = 0; i < T * C; ++i) y[i] *= g[i];
   float* out = r;  // reuse
   linear(lw.att_o, y, T, out, s);
