@@ -58,7 +58,7 @@ struct CommonArgs {
 
 struct LowRankArgs {
   std::string method = "aware";
-  double rank_factor = 8.0, energy = 0.0, ridge = 1e-3;
+  double rank_factor = 8.0, energy = 0.0, ridge = 1e-3, asvd_alpha = compress::kAsvdAlpha;
   int64_t rank_multiple = 8;
   std::vector<std::string> ranks;
   std::string targets;
@@ -94,7 +94,7 @@ void add_common_options(ArgParser& p, CommonArgs& a) {
 }
 
 void add_lowrank_options(ArgParser& p, LowRankArgs& a) {
-  p.add_string("--lowrank", "M", "low-rank projections: none, svd (plain truncated SVD) or aware (SVD-LLM whitening)",
+  p.add_string("--lowrank", "M", "low-rank projections: none, svd (plain truncated SVD), aware (SVD-LLM whitening) or asvd (ASVD activation scaling)",
                &a.method);
   p.add_float("--rank-factor", "K",
               "rank r = ceil(min(in,out) / K), rounded up to a multiple of --rank-multiple (K = 1: full rank)",
@@ -106,6 +106,8 @@ void add_lowrank_options(ArgParser& p, LowRankArgs& a) {
              &a.ranks);
   p.add_float("--energy", "E", "choose each rank to keep this fraction of the singular-value energy (0 = off)",
               &a.energy, 0.0, 1.0);
+  p.add_float("--asvd-alpha", "A", "--lowrank asvd: scale input j by its rms to the power A", &a.asvd_alpha, 0.0,
+              4.0);
   p.add_string("--lowrank-targets", "LIST",
                "comma-separated projections to factor (e.g. att.key,att.value,ffn.receptance or head); default: "
                "the paper's per version",
@@ -283,7 +285,7 @@ Status step_int8(Job& job, Progress& progress) {
 // technique's probe installed.
 Status calibrate(Job& job, Progress& progress) {
   compress::ProbeList probes;
-  if (job.lowrank.method == LowRankMethod::kAware) probes.probes.push_back(job.lowrank_calib.get());
+  if (compress::lowrank_needs_calibration(job.lowrank.method)) probes.probes.push_back(job.lowrank_calib.get());
   if (job.head_probe) probes.probes.push_back(job.head_probe.get());
   if (job.ffn_probe) probes.probes.push_back(job.ffn_probe.get());
   if (!probes.probes.empty()) {
@@ -344,6 +346,7 @@ int cmd_compress(int argc, char** argv) {
   job.lowrank.rank_multiple = lr.rank_multiple;
   job.lowrank.energy = lr.energy;
   job.lowrank.ridge = lr.ridge;
+  job.lowrank.asvd_alpha = lr.asvd_alpha;
   job.lowrank.targets = split_list(lr.targets);
   job.head = head.clusters != 0;
   job.head_opt.clusters = head.clusters < 0 ? 0 : head.clusters;
@@ -432,6 +435,7 @@ int cmd_compress(int argc, char** argv) {
     md[k + "lowrank.rank_multiple"] = std::to_string(job.lowrank.rank_multiple);
     md[k + "lowrank.energy"] = fmt_double(job.lowrank.energy);
     md[k + "lowrank.ridge"] = fmt_double(job.lowrank.ridge);
+    if (job.lowrank.method == LowRankMethod::kAsvd) md[k + "lowrank.asvd_alpha"] = fmt_double(job.lowrank.asvd_alpha);
     std::string ov;
     for (const std::string& r : lr.ranks) ov += (ov.empty() ? "" : ",") + r;
     md[k + "lowrank.ranks"] = ov;

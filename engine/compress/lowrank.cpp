@@ -41,6 +41,7 @@ const char* lowrank_method_name(LowRankMethod m) {
     case LowRankMethod::kNone: return "none";
     case LowRankMethod::kSvd: return "svd";
     case LowRankMethod::kAware: return "aware";
+    case LowRankMethod::kAsvd: return "asvd";
   }
   return "?";
 }
@@ -49,9 +50,12 @@ bool parse_lowrank_method(const std::string& s, LowRankMethod* out) {
   if (s == "none") *out = LowRankMethod::kNone;
   else if (s == "svd") *out = LowRankMethod::kSvd;
   else if (s == "aware") *out = LowRankMethod::kAware;
+  else if (s == "asvd") *out = LowRankMethod::kAsvd;
   else return false;
   return true;
 }
+
+bool lowrank_needs_calibration(LowRankMethod m) { return m == LowRankMethod::kAware || m == LowRankMethod::kAsvd; }
 
 std::vector<std::string> default_lowrank_targets(RwkvVersion v) {
   switch (v) {
@@ -128,10 +132,10 @@ const std::vector<double>* GramProbe::gram(const std::string& name, int64_t* in,
 }
 
 Result<Factors> factorize(const float* w, int64_t out, int64_t in, LowRankMethod method, const double* gram,
-                          int64_t rank, double energy, int64_t rank_multiple, double ridge) {
+                          int64_t rank, double energy, int64_t rank_multiple, double ridge, double asvd_alpha) {
   if (out < 1 || in < 1) return Status::InvalidArgument("factorize: empty matrix");
   if (method == LowRankMethod::kNone) return Status::InvalidArgument("factorize: method none");
-  if (method == LowRankMethod::kAware && gram == nullptr) {
+  if (lowrank_needs_calibration(method) && gram == nullptr) {
     return Status::InvalidArgument("factorize: activation-aware factorisation needs calibration statistics");
   }
   if (rank <= 0 && !(energy > 0.0)) return Status::InvalidArgument("factorize: no rank and no energy given");
@@ -155,6 +159,20 @@ Result<Factors> factorize(const float* w, int64_t out, int64_t in, LowRankMethod
       }
     }
     if (!ok) return Status::InvalidArgument("factorize: the Gram matrix is not positive definite even with ridge");
+    M = W * L;
+  } else if (method == LowRankMethod::kAsvd) {
+    // L = diag(s), s_j = (Σ x_j²)^(α/2) (rms up to a constant factor, which the SVD ignores);
+    // inputs that never fired get the smallest positive scale rather than 0.
+    const Eigen::VectorXd diag = Eigen::Map<const RowMatD>(gram, in, in).diagonal();
+    Eigen::VectorXd sc(in);
+    double smallest = INFINITY;
+    for (int64_t j = 0; j < in; ++j) {
+      sc(j) = diag(j) > 0.0 ? std::pow(diag(j), 0.5 * asvd_alpha) : 0.0;
+      if (sc(j) > 0.0) smallest = std::min(smallest, sc(j));
+    }
+    if (!std::isfinite(smallest)) smallest = 1.0;
+    for (int64_t j = 0; j < in; ++j) sc(j) = std::max(sc(j), smallest);
+    L = sc.asDiagonal();
     M = W * L;
   } else {
     M = W;
@@ -183,8 +201,9 @@ Result<Factors> factorize(const float* w, int64_t out, int64_t in, LowRankMethod
   const Eigen::VectorXd sq = S.head(r).cwiseSqrt();
   const Eigen::MatrixXd B = svd.matrixU().leftCols(r) * sq.asDiagonal();  // out x r
   Eigen::MatrixXd At = svd.matrixV().leftCols(r) * sq.asDiagonal();        // in x r
-  if (method == LowRankMethod::kAware) {
-    // A = sqrt(S_r) V_rᵀ L⁻¹, i.e. Aᵀ = L⁻ᵀ V_r sqrt(S_r): one triangular solve.
+  if (lowrank_needs_calibration(method)) {
+    // A = sqrt(S_r) V_rᵀ L⁻¹, i.e. Aᵀ = L⁻ᵀ V_r sqrt(S_r): one triangular solve (L is
+    // lower triangular for aware, diagonal for asvd).
     At = L.transpose().triangularView<Eigen::Upper>().solve(At);
   }
   f.a.resize((size_t)(r * in));
@@ -241,12 +260,13 @@ Status apply_lowrank(ModelFile& mf, const LowRankOptions& opt, const GramProbe* 
       const std::vector<double>* gv = calib->gram(base, &gin);
       if (gv != nullptr && gin == in) g = gv->data();
     }
-    if (opt.method == LowRankMethod::kAware && g == nullptr) {
+    if (lowrank_needs_calibration(opt.method) && g == nullptr) {
       return Status::InvalidArgument(base + ": no calibration statistics for this matrix (did the calibration run "
                                             "reach it?)");
     }
     Result<Factors> f =
-        factorize(w.data(), out, in, opt.method, g, rank > 0 ? rank : 0, opt.energy, opt.rank_multiple, opt.ridge);
+        factorize(w.data(), out, in, opt.method, g, rank > 0 ? rank : 0, opt.energy, opt.rank_multiple, opt.ridge,
+                  opt.asvd_alpha);
     if (!f.ok()) return Status::InvalidArgument(base + ": " + f.status().message());
     Result<TensorRef> a = make_matrix(base + ".lr_a", f->a.data(), f->rank, in, opt.factor_type, *buffers);
     if (!a.ok()) return a.status();

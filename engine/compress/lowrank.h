@@ -25,8 +25,12 @@
 
 namespace rwkv::compress {
 
-enum class LowRankMethod { kNone, kSvd, kAware };
-// "none", "svd", "aware".
+// kAware: SVD-LLM whitening (the Cholesky factor of the calibration inputs' XᵀX);
+// kAsvd: ASVD scaling (W diag(s), s_j = rms of input j to the power asvd_alpha).
+enum class LowRankMethod { kNone, kSvd, kAware, kAsvd };
+// ASVD's default exponent on the input scales (the ASVD paper's).
+constexpr double kAsvdAlpha = 0.5;
+// "none", "svd", "aware", "asvd".
 const char* lowrank_method_name(LowRankMethod m);
 bool parse_lowrank_method(const std::string& s, LowRankMethod* out);
 
@@ -53,6 +57,8 @@ struct LowRankOptions {
   std::vector<std::string> targets;
   // Ridge added to the Gram matrix, relative to its mean diagonal. Default: 1e-3.
   double ridge = 1e-3;
+  // kAsvd's exponent α on the input rms (0: plain SVD, 1: full scaling). Default: 0.5.
+  double asvd_alpha = kAsvdAlpha;
   // Storage type of the factors (f32 or f16; INT8 comes later as its own step). Default: f32.
   DType factor_type = DType::kF32;
 };
@@ -86,8 +92,11 @@ class GramProbe : public Probe {
   std::map<std::string, Acc> acc_;
 };
 
-// One factorisation. W row-major [out x in]; gram (in x in) is required for kAware, ignored
-// for kSvd. rank > 0: that rank; rank == 0 with energy > 0: chosen by energy (rounded up to
+// Whether the method needs calibration statistics (aware, asvd).
+bool lowrank_needs_calibration(LowRankMethod m);
+
+// One factorisation. W row-major [out x in]; gram (in x in) is required for kAware and kAsvd
+// (only its diagonal for kAsvd), ignored for kSvd. rank > 0: that rank; rank == 0 with energy > 0: chosen by energy (rounded up to
 // `rank_multiple`). On success a = [r x in], b = [out x r] (row-major), *rank_out = r and
 // *energy_kept = fraction of Σ s_i² kept. Errors: InvalidArgument (shapes, missing gram).
 struct Factors {
@@ -96,7 +105,8 @@ struct Factors {
   double energy_kept = 1.0;
 };
 Result<Factors> factorize(const float* w, int64_t out, int64_t in, LowRankMethod method, const double* gram,
-                          int64_t rank, double energy, int64_t rank_multiple, double ridge);
+                          int64_t rank, double energy, int64_t rank_multiple, double ridge,
+                          double asvd_alpha = kAsvdAlpha);
 
 // ||(W - W') X||_F / ||W X||_F given G = XᵀX (in x in): sqrt(tr(ΔW G ΔWᵀ) / tr(W G Wᵀ)).
 // W' = b·a. Without a gram (null) the plain Frobenius ratio ||W - W'||_F / ||W||_F.

@@ -82,7 +82,8 @@ TEST_CASE("the probe sees every matrix product with its base name") {
 TEST_CASE("full-rank factorisation of every projection reproduces the dense logits within 1e-4") {
   for (const char* file : {"tiny-rwkv-4v0-660K-FP32.bin", "tiny-rwkv-5v1-730K-FP32.bin", "tiny-rwkv-5v2-730K-FP32.bin",
                            "tiny-rwkv-6v0-1m-FP32.bin", "tiny-rwkv-7v0-834K-FP32.bin"}) {
-    for (compress::LowRankMethod method : {compress::LowRankMethod::kSvd, compress::LowRankMethod::kAware}) {
+    for (compress::LowRankMethod method :
+         {compress::LowRankMethod::kSvd, compress::LowRankMethod::kAware, compress::LowRankMethod::kAsvd}) {
       const std::string where = std::string(file) + " " + compress::lowrank_method_name(method);
       CAPTURE(where);
       ModelFile mf = open_tiny(file);
@@ -147,6 +148,20 @@ TEST_CASE("activation-aware factorisation beats plain SVD on anisotropic inputs"
   const double e_aware = compress::relative_output_error(w.data(), aware.value(), out, in, heldout.data());
   MESSAGE("held-out relative output error: svd " << e_svd << ", aware " << e_aware);
   CHECK(e_aware < 0.5 * e_svd);
+  // ASVD's diagonal scaling sees the per-coordinate scales (not their correlations): it lands
+  // between plain SVD and full whitening here; alpha 0 is plain SVD.
+  Result<compress::Factors> asvd =
+      compress::factorize(w.data(), out, in, compress::LowRankMethod::kAsvd, calib.data(), rank, 0.0, 1, 1e-3);
+  REQUIRE(asvd.ok());
+  const double e_asvd = compress::relative_output_error(w.data(), asvd.value(), out, in, heldout.data());
+  MESSAGE("held-out relative output error: asvd (alpha 0.5) " << e_asvd);
+  CHECK(e_asvd < e_svd);
+  CHECK(e_asvd >= e_aware);
+  Result<compress::Factors> asvd0 =
+      compress::factorize(w.data(), out, in, compress::LowRankMethod::kAsvd, calib.data(), rank, 0.0, 1, 1e-3, 0.0);
+  REQUIRE(asvd0.ok());
+  CHECK(compress::relative_output_error(w.data(), asvd0.value(), out, in, heldout.data()) ==
+        doctest::Approx(e_svd).epsilon(1e-6));
   // Plain SVD is still the best in the unweighted Frobenius norm.
   CHECK(compress::relative_output_error(w.data(), svd.value(), out, in, nullptr) <=
         compress::relative_output_error(w.data(), aware.value(), out, in, nullptr));
