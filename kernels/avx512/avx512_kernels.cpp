@@ -75,20 +75,35 @@ constexpr int acc_sets() {
 // V FMAs and every activation load R FMAs. Stores when k0 == 0, adds otherwise. Steps of 64
 // weights; each asks for the same lines of the next tile's rows into L2, as the AVX2 tiles do
 // (kernels/avx2/avx2_kernels.cpp says why).
+// What float_tile and sign_tile start with: the tile's rows, its vectors' activation rows and
+// zeroed accumulators (A sets per row and vector).
+template <int R, int V, int A>
+inline void tile_begin(const RowPtrs& w, int64_t r0, const float* x, int64_t ldx, int64_t v0, const uint8_t* (&wr)[R],
+                       const float* (&xv)[V], __m512 (&acc)[A][R][V]) {
+  for (int r = 0; r < R; ++r) wr[r] = w(r0 + r);
+  for (int v = 0; v < V; ++v) xv[v] = x + (v0 + v) * ldx;
+  for (int a = 0; a < A; ++a)
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < V; ++v) acc[a][r][v] = _mm512_setzero_ps();
+}
+
+// Row r and vector v's accumulator sets added and reduced to one float.
+template <int R, int V, int A>
+inline float tile_sum(const __m512 (&acc)[A][R][V], int r, int v) {
+  __m512 a = acc[0][r][v];
+  for (int u = 1; u < A; ++u) a = _mm512_add_ps(a, acc[u][r][v]);
+  return _mm512_reduce_add_ps(a);
+}
+
 template <class W, int R, int V>
 void float_tile(const RowPtrs& w, int64_t r0, const float* x, int64_t ldx, int64_t v0, float* y,
                 int64_t ldy, int64_t k0, int64_t k1) {
   constexpr int A = acc_sets<V>();
   const uint8_t* wr[R];
-  for (int r = 0; r < R; ++r) wr[r] = w(r0 + r);
-  const int64_t next_tile = R * (int64_t)w.stride;
   const float* xv[V];
-  for (int v = 0; v < V; ++v) xv[v] = x + (v0 + v) * ldx;
-
   __m512 acc[A][R][V];
-  for (int a = 0; a < A; ++a)
-    for (int r = 0; r < R; ++r)
-      for (int v = 0; v < V; ++v) acc[a][r][v] = _mm512_setzero_ps();
+  tile_begin(w, r0, x, ldx, v0, wr, xv, acc);
+  const int64_t next_tile = R * (int64_t)w.stride;
 
   // The first vector group fetches; later groups over the same span find the lines there.
   const bool fetch = v0 == 0;
@@ -125,10 +140,8 @@ void float_tile(const RowPtrs& w, int64_t r0, const float* x, int64_t ldx, int64
   for (int r = 0; r < R; ++r) {
     const float s = W::scale(wr[r]);
     for (int v = 0; v < V; ++v) {
-      __m512 a = acc[0][r][v];
-      for (int u = 1; u < A; ++u) a = _mm512_add_ps(a, acc[u][r][v]);
       float& out = y[(v0 + v) * ldy + r0 + r];
-      const float sum = s * _mm512_reduce_add_ps(a);
+      const float sum = s * tile_sum(acc, r, v);
       out = k0 == 0 ? sum : out + sum;
     }
   }
@@ -157,15 +170,10 @@ void sign_tile(const RowPtrs& w, int64_t r0, const float* x, int64_t ldx, const 
                float* y, int64_t ldy, int64_t k0, int64_t k1) {
   constexpr int A = acc_sets<V>();
   const uint8_t* wr[R];
-  for (int r = 0; r < R; ++r) wr[r] = w(r0 + r);
-  const int64_t next_tile = R * (int64_t)w.stride;
   const float* xv[V];
-  for (int v = 0; v < V; ++v) xv[v] = x + (v0 + v) * ldx;
-
   __m512 acc[A][R][V];
-  for (int a = 0; a < A; ++a)
-    for (int r = 0; r < R; ++r)
-      for (int v = 0; v < V; ++v) acc[a][r][v] = _mm512_setzero_ps();
+  tile_begin(w, r0, x, ldx, v0, wr, xv, acc);
+  const int64_t next_tile = R * (int64_t)w.stride;
 
   const bool fetch = v0 == 0;
   int64_t k = k0;
@@ -198,9 +206,7 @@ void sign_tile(const RowPtrs& w, int64_t r0, const float* x, int64_t ldx, const 
   for (int r = 0; r < R; ++r) {
     const float s = row_scale(wr[r]);
     for (int v = 0; v < V; ++v) {
-      __m512 a = acc[0][r][v];
-      for (int u = 1; u < A; ++u) a = _mm512_add_ps(a, acc[u][r][v]);
-      const float twice = 2.0f * _mm512_reduce_add_ps(a);
+      const float twice = 2.0f * tile_sum(acc, r, v);
       float& out = y[(v0 + v) * ldy + r0 + r];
       out = k0 == 0 ? s * (twice - xsum[v0 + v]) : out + s * twice;
     }
