@@ -253,6 +253,50 @@ void gemm_sign(const MatView& w, const float* x, int64_t ldx, int64_t n, float* 
   });
 }
 
+// --- q8_0 activations -----------------------------------------------------------------------------
+
+// x * id rounded half away from zero (lround), for |x * id| well inside the int32 range.
+inline __m512i round_half_away(__m512 v) {
+  const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __mmask16 bump = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+  // ±1 with v's sign (integer and/or: AVX512DQ is not required).
+  const __m512 one = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN)),
+                                                         _mm512_castps_si512(_mm512_set1_ps(1.0f))));
+  return _mm512_cvttps_epi32(_mm512_mask_add_ps(t, bump, t, one));
+}
+
+// y[n/32] = x[n] quantised to q8_0 blocks, bit for bit as quantize_row_q8_0 for finite x: 16
+// blocks at a time, so d = amax / 127, id = 1 / d and the f16 rounding of d are one vector
+// operation each (IEEE division and round-to-nearest-even conversion, as the scalar code) instead
+// of two scalar divisions and a software conversion per block.
+void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
+  assert(n % kQK == 0);
+  const int64_t nb = n / kQK;
+  for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+    const int m = nb - b0 < 16 ? (int)(nb - b0) : 16;
+    alignas(64) float amax[16] = {};
+    for (int j = 0; j < m; ++j) {
+      const float* p = x + (b0 + j) * kQK;
+      amax[j] = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(p)), _mm512_abs_ps(_mm512_loadu_ps(p + 16))));
+    }
+    const __m512 d = _mm512_div_ps(_mm512_load_ps(amax), _mm512_set1_ps(127.0f));
+    const __mmask16 nonzero = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+    alignas(64) float id[16];
+    _mm512_store_ps(id, _mm512_maskz_div_ps(nonzero, _mm512_set1_ps(1.0f), d));
+    alignas(32) uint16_t dh[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(dh), _mm512_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (int j = 0; j < m; ++j) {
+      const float* p = x + (b0 + j) * kQK;
+      const __m512 s = _mm512_set1_ps(id[j]);
+      BlockQ8_0& blk = y[b0 + j];
+      blk.d = dh[j];
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(blk.qs), _mm512_cvtsepi32_epi8(round_half_away(_mm512_mul_ps(_mm512_loadu_ps(p), s))));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(blk.qs + 16),
+                       _mm512_cvtsepi32_epi8(round_half_away(_mm512_mul_ps(_mm512_loadu_ps(p + 16), s))));
+    }
+  }
+}
+
 // --- q8_0, 8 vectors at a time ------------------------------------------------------------------
 
 // The q8_0-quantised activations of a gemm for q8_0_rows8, by groups of 8 vectors (the last
@@ -381,34 +425,46 @@ constexpr int kQuantTileRows = 4;
 void gemm_q8_0(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
   assert(w.cols % kQK == 0);
   const int64_t nb = w.cols / kQK, groups = (n + 7) / 8;
-  // Quantise every activation row once, on the calling thread, with the base table's quantiser
-  // (bit for bit the scalar one); the team only reads the interleaved copy.
+  // Quantise every activation row once, on the calling thread (bit for bit the scalar
+  // quantiser); the team only reads the interleaved copy.
   const size_t nq = (size_t)(n * nb), ng = (size_t)(groups * nb);
   uint8_t* scratch = thread_scratch(nq * sizeof(BlockQ8_0) + ng * (256 + 16 * 4 + 16 * 4) + 64);
   int8_t* q = reinterpret_cast<int8_t*>(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
   float* d = reinterpret_cast<float*>(q + ng * 256);
   int32_t* off = reinterpret_cast<int32_t*>(d + ng * 16);
   BlockQ8_0* blocks = reinterpret_cast<BlockQ8_0*>(off + ng * 16);
-  for (int64_t v = 0; v < n; ++v) g_base->quantize_q8_0(x + v * ldx, blocks + v * nb, w.cols);
+  for (int64_t v = 0; v < n; ++v) quantize_q8_0(x + v * ldx, blocks + v * nb, w.cols);
+  // Interleave: per (group, block), vector v's 32 bytes go to lanes 2v, 2v+1 of the four
+  // 64-byte pairs; Σq from a sum of absolute differences against -128 (Σ(q+128) - 32*128).
+  // Padding vectors of the last group are zero (q, d and offset), so they add exact zeros.
+  const __m256i flip = _mm256_set1_epi8((char)0x80);
   for (int64_t g = 0; g < groups; ++g) {
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t gb = g * nb + b;
+      int8_t* qd = q + gb * 256;
+      alignas(64) float dv[16] = {};
+      alignas(64) int32_t ov[16] = {};
       for (int v = 0; v < 8; ++v) {
         const int64_t src = 8 * g + v;
-        int32_t sum = 0;
-        float dv = 0.0f;
         if (src < n) {
           const BlockQ8_0& blk = blocks[src * nb + b];
-          for (int j = 0; j < kQK; ++j) sum += blk.qs[j];
-          dv = _cvtsh_ss(blk.d);
-          for (int p = 0; p < 4; ++p) std::memcpy(q + gb * 256 + 64 * p + 8 * v, blk.qs + 8 * p, 8);
+          const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs));
+          const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(qs, flip), _mm256_setzero_si256());
+          const __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
+          const int32_t sum = (int32_t)(_mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1)) - 32 * 128;
+          dv[2 * v] = dv[2 * v + 1] = _cvtsh_ss(blk.d);
+          ov[2 * v] = -128 * sum;
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(qd + 8 * v), _mm256_castsi256_si128(qs));
+          _mm_storeh_pd(reinterpret_cast<double*>(qd + 64 + 8 * v), _mm_castsi128_pd(_mm256_castsi256_si128(qs)));
+          const __m128i hi = _mm256_extracti128_si256(qs, 1);
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(qd + 128 + 8 * v), hi);
+          _mm_storeh_pd(reinterpret_cast<double*>(qd + 192 + 8 * v), _mm_castsi128_pd(hi));
         } else {
-          for (int p = 0; p < 4; ++p) std::memset(q + gb * 256 + 64 * p + 8 * v, 0, 8);
+          for (int p = 0; p < 4; ++p) std::memset(qd + 64 * p + 8 * v, 0, 8);
         }
-        d[gb * 16 + 2 * v] = d[gb * 16 + 2 * v + 1] = dv;
-        off[gb * 16 + 2 * v] = -128 * sum;
-        off[gb * 16 + 2 * v + 1] = 0;
       }
+      _mm512_store_ps(d + gb * 16, _mm512_load_ps(dv));
+      _mm512_store_si512(off + gb * 16, _mm512_load_si512(ov));
     }
   }
   const Acts8 xa{q, d, off, nb};
@@ -458,6 +514,7 @@ const Kernels& avx512_table(const Kernels& base) {
     Kernels t = base;
     t.name = "avx512";
     t.gemm = gemm;
+    t.quantize_q8_0 = quantize_q8_0;
     return t;
   }();
   return k;
