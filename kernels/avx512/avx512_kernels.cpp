@@ -300,25 +300,35 @@ void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
 // --- q8_0, 8 vectors at a time ------------------------------------------------------------------
 
 // The q8_0-quantised activations of a gemm for q8_0_rows8, by groups of 8 vectors (the last
-// padded with zero vectors) and blocks: per (group, block), four 64-byte pairs of chunks, where
-// lanes 2v and 2v+1 (int32) of pair p hold bytes 8p .. 8p+7 of vector v's block (chunks 2p and
-// 2p+1); then per lane the vector's scale d (f32 of the fp16), and the offset -128 Σq of the
-// block in lane 2v (0 in lane 2v+1).
+// padded with zero vectors) and pairs of blocks (2j, 2j+1; an odd last block is paired with a
+// zero block): per (group, pair), eight 64-byte registers, where lane 2v (int32) of register p
+// holds dword kPairChunk[p] of vector v's block 2j and lane 2v+1 the same dword of its block
+// 2j+1; then per lane the block's scale d (f32 of the fp16) and the offset -128 Σq.
 struct Acts8 {
-  const int8_t* q;     // [groups * nb * 256]
-  const float* d;      // [groups * nb * 16]
-  const int32_t* off;  // [groups * nb * 16]
-  int64_t nb;
+  const int8_t* q;     // [groups * np * 512]
+  const float* d;      // [groups * np * 16]
+  const int32_t* off;  // [groups * np * 16]
+  int64_t np;          // pairs of blocks: (nb + 1) / 2
+  int64_t nb;          // blocks per row
 };
 
+// The dword of a block that the p-th 8-byte group of a decoded pair holds: the decode
+// interleaves the dwords of the two blocks with unpacklo/hi_epi32, which work per 128-bit half.
+constexpr int kPairChunk[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+
 // Y[8g+v][r0+r] = the q8_0 dot over all columns for r < R, every group g < groups and v with
-// 8g + v < n. Per block and row, the weights go in as unsigned u = w + 128 (w xor 0x80), and each 8 of them
-// are broadcast to every 64-bit lane (a plain load), so one 512-bit vpdpbusd multiplies 8
-// weights with 8 vectors' activations: lane 2v sums chunk 2p, lane 2v+1 chunk 2p+1. Four of them
-// give the block's Σ u x per vector in two lanes; Σ w x = Σ u x - 128 Σx (the offset lane),
-// exact in int32 as in the other tables; then lanes * (d_w d_x) are accumulated in f32 and the
-// two lanes of each vector added at the end. When `fetch` > 0, asks for the weights `fetch`
-// bytes ahead of each row into L2.
+// 8g + v < n. A run of blocks of each row is decoded first into `dec`: the weights as unsigned
+// u = w + 128 (w xor 0x80), each pair of blocks as 64 bytes whose 8-byte groups hold one dword
+// of block 2j and the same dword of block 2j+1, and the blocks' d_w as f32. The main loop
+// broadcasts each 8-byte group to every 64-bit lane (a plain load), so one 512-bit vpdpbusd
+// multiplies 4 weights of each of the two blocks with 8 vectors' activations: lane 2v sums block
+// 2j, lane 2v+1 block 2j+1. Eight of them, in four independent chains (vpdpbusd's latency is six
+// cycles; long chains stall the scheduler), give Σ u x per lane, which starts from -128 Σx, so
+// the lanes hold Σ w x exactly in int32; then lanes * (d_w d_x) are accumulated in f32 and the
+// two lanes of each vector added at the end. Every lane does useful work, so one conversion and
+// one multiply-add cover two blocks. Every group of 8 vectors passes over the decoded run, so a
+// prefill chunk decodes each weight once. When `fetch` > 0, asks for the weights `fetch` bytes
+// ahead of each row into L2.
 template <int R>
 void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t groups, int64_t n, float* y, int64_t ldy,
                 int64_t fetch);
@@ -329,18 +339,18 @@ inline __m512i block_offsets() {
                             _mm512_set1_epi32((int)sizeof(BlockQ8_0)));
 }
 
+inline __m512i bcast8(const uint8_t* p) { return _mm512_broadcastq_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
+
 template <int R>
 void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t groups, int64_t n, float* y, int64_t ldy,
                 int64_t fetch) {
-  // A run of blocks is decoded (u, and d_w as f32) into `dec` first, from where the main loop
-  // broadcasts them with plain loads; every group of 8 vectors then passes over the decoded
-  // run, so a prefill chunk of 64 rows decodes each weight once, not once per group. The
-  // groups' accumulators wait in `accm` between runs (up to kMaxGroups at a time).
+  // kRun blocks (kRun / 2 pairs) per run; the groups' accumulators wait in `accm` between runs
+  // (up to kMaxGroups at a time).
   constexpr int kRun = 32, kMaxGroups = 16;
-  alignas(64) uint8_t dec[R][kRun][kQK];
-  float dwf[R][kRun];  // a 16-wide store may fill it up to the next multiple of 16: kRun is one
+  alignas(64) uint8_t dec[R][kRun / 2][2 * kQK];
+  alignas(64) float dwf[R][kRun + 16];  // a 16-wide store may fill up to 16 past the run
   alignas(64) float accm[kMaxGroups][R][16];
-  const int64_t nb = xa.nb;
+  const int64_t np = xa.np, nb = xa.nb;
   const BlockQ8_0* wb[R];
   for (int r = 0; r < R; ++r) wb[r] = reinterpret_cast<const BlockQ8_0*>(w(r0 + r));
   const __m256i flip = _mm256_set1_epi8((char)0x80);
@@ -352,15 +362,21 @@ void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t groups, i
     }
     for (int64_t run = 0; run < nb; run += kRun) {
       const int64_t run_end = nb - run < kRun ? nb : run + kRun;
+      const int64_t pairs = (run_end - run + 1) / 2;
       for (int r = 0; r < R; ++r) {
-        for (int64_t i = run; i < run_end; ++i) {
-          const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[r][i].qs));
-          _mm256_store_si256(reinterpret_cast<__m256i*>(dec[r][i - run]), _mm256_xor_si256(q, flip));
+        for (int64_t j = 0; j < pairs; ++j) {
+          const int64_t i = run + 2 * j;
+          const __m256i a = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[r][i].qs)), flip);
+          const __m256i b = i + 1 < run_end
+                                ? _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[r][i + 1].qs)), flip)
+                                : flip;  // the zero block's weights, as unsigned
+          _mm256_store_si256(reinterpret_cast<__m256i*>(dec[r][j]), _mm256_unpacklo_epi32(a, b));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(dec[r][j] + 32), _mm256_unpackhi_epi32(a, b));
         }
         // The scales 16 blocks at a time: one gather of the blocks' first 4 bytes (d and two
-        // weights, inside the block), the low halves packed, one conversion. Per block this is
-        // a fraction of the insert + convert + store of a scalar _cvtsh_ss, and the tile is
-        // bound by the vector ports.
+        // weights, inside the block), the low halves packed, one conversion; a zero scale for
+        // the zero block that pads an odd run. (Copying the halves out with scalar loads and
+        // stores instead: 768 x 768, 8 vectors, one thread, 47.1 -> 50.4 us.)
         for (int64_t i = run; i < run_end; i += 16) {
           const __mmask16 m = tail_mask(run_end - i < 16 ? run_end - i : 16);
           const __m512i raw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, block_offsets(),
@@ -368,38 +384,41 @@ void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t groups, i
           _mm512_storeu_ps(dwf[r] + (i - run), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw)));
         }
       }
+      const int64_t p0 = run / 2;
       for (int64_t gi = 0; gi < gn; ++gi) {
         const int64_t g = g_lo + gi;
         __m512 acc[R];
         for (int r = 0; r < R; ++r) acc[r] = _mm512_load_ps(accm[gi][r]);
-        for (int64_t i = run; i < run_end; ++i) {
-          const int64_t xi = g * nb + i;
-          const int8_t* xq = xa.q + xi * 256;
-          __m512i x4[4];
-          for (int p = 0; p < 4; ++p) x4[p] = _mm512_load_si512(xq + 64 * p);
-          // Each row's chain starts from the offset -128 Σx, so the four products leave Σ w x.
-          // One chain per row: the R rows' chains, and the next block's, are independent,
-          // which hides vpdpbusd's latency; the add and subtract of two chains cost more
-          // port time.
+        for (int64_t j = 0; j < pairs; ++j) {
+          const int64_t xi = g * np + p0 + j;
+          const int8_t* xq = xa.q + xi * 512;
+          __m512i x8[8];
+          for (int p = 0; p < 8; ++p) x8[p] = _mm512_load_si512(xq + 64 * p);
           const __m512i neg_off = _mm512_load_si512(xa.off + xi * 16);
-          __m512i dot[R];
-          for (int r = 0; r < R; ++r) {
-            // A prefetch past the end of the matrix is a harmless hint.
-            if (fetch > 0 && gi == 0) _mm_prefetch(reinterpret_cast<const char*>(wb[r] + i) + fetch, _MM_HINT_T1);
-            int64_t u0, u1, u2, u3;
-            std::memcpy(&u0, dec[r][i - run], 8);
-            std::memcpy(&u1, dec[r][i - run] + 8, 8);
-            std::memcpy(&u2, dec[r][i - run] + 16, 8);
-            std::memcpy(&u3, dec[r][i - run] + 24, 8);
-            dot[r] = _mm512_dpbusd_epi32(neg_off, _mm512_set1_epi64(u0), x4[0]);
-            dot[r] = _mm512_dpbusd_epi32(dot[r], _mm512_set1_epi64(u1), x4[1]);
-            dot[r] = _mm512_dpbusd_epi32(dot[r], _mm512_set1_epi64(u2), x4[2]);
-            dot[r] = _mm512_dpbusd_epi32(dot[r], _mm512_set1_epi64(u3), x4[3]);
-          }
           const __m512 dx = _mm512_load_ps(xa.d + xi * 16);
+          if (fetch > 0 && gi == 0) {
+            // Two blocks per pair: 68 bytes, within two cache lines. A prefetch past the end of
+            // the matrix is a harmless hint.
+            for (int r = 0; r < R; ++r) {
+              _mm_prefetch(reinterpret_cast<const char*>(wb[r] + run + 2 * j) + fetch, _MM_HINT_T1);
+              _mm_prefetch(reinterpret_cast<const char*>(wb[r] + run + 2 * j) + fetch + 64, _MM_HINT_T1);
+            }
+          }
           for (int r = 0; r < R; ++r) {
-            const __m512 d = _mm512_mul_ps(_mm512_set1_ps(dwf[r][i - run]), dx);
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]), d, acc[r]);
+            const uint8_t* u = dec[r][j];
+            __m512i c0 = _mm512_dpbusd_epi32(neg_off, bcast8(u), x8[0]);
+            __m512i c1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bcast8(u + 8), x8[1]);
+            __m512i c2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bcast8(u + 16), x8[2]);
+            __m512i c3 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bcast8(u + 24), x8[3]);
+            c0 = _mm512_dpbusd_epi32(c0, bcast8(u + 32), x8[4]);
+            c1 = _mm512_dpbusd_epi32(c1, bcast8(u + 40), x8[5]);
+            c2 = _mm512_dpbusd_epi32(c2, bcast8(u + 48), x8[6]);
+            c3 = _mm512_dpbusd_epi32(c3, bcast8(u + 56), x8[7]);
+            const __m512i dot = _mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3));
+            double dw2;  // d_w of blocks 2j and 2j+1, for lanes 2v and 2v+1
+            std::memcpy(&dw2, dwf[r] + 2 * j, 8);
+            const __m512 d = _mm512_mul_ps(_mm512_castpd_ps(_mm512_set1_pd(dw2)), dx);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), d, acc[r]);
           }
         }
         for (int r = 0; r < R; ++r) _mm512_store_ps(accm[gi][r], acc[r]);
@@ -424,50 +443,49 @@ constexpr int kQuantTileRows = 4;
 // this one (any n <= 8): 198 us.
 void gemm_q8_0(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
   assert(w.cols % kQK == 0);
-  const int64_t nb = w.cols / kQK, groups = (n + 7) / 8;
+  const int64_t nb = w.cols / kQK, np = (nb + 1) / 2, groups = (n + 7) / 8;
   // Quantise every activation row once, on the calling thread (bit for bit the scalar
   // quantiser); the team only reads the interleaved copy.
-  const size_t nq = (size_t)(n * nb), ng = (size_t)(groups * nb);
-  uint8_t* scratch = thread_scratch(nq * sizeof(BlockQ8_0) + ng * (256 + 16 * 4 + 16 * 4) + 64);
+  const size_t nq = (size_t)(n * nb), ng = (size_t)(groups * np);
+  uint8_t* scratch = thread_scratch(nq * sizeof(BlockQ8_0) + ng * (512 + 16 * 4 + 16 * 4) + 64);
   int8_t* q = reinterpret_cast<int8_t*>(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-  float* d = reinterpret_cast<float*>(q + ng * 256);
+  float* d = reinterpret_cast<float*>(q + ng * 512);
   int32_t* off = reinterpret_cast<int32_t*>(d + ng * 16);
   BlockQ8_0* blocks = reinterpret_cast<BlockQ8_0*>(off + ng * 16);
   for (int64_t v = 0; v < n; ++v) quantize_q8_0(x + v * ldx, blocks + v * nb, w.cols);
-  // Interleave: per (group, block), vector v's 32 bytes go to lanes 2v, 2v+1 of the four
-  // 64-byte pairs; Σq from a sum of absolute differences against -128 (Σ(q+128) - 32*128).
-  // Padding vectors of the last group are zero (q, d and offset), so they add exact zeros.
+  // Interleave (Acts8): per (group, pair), dword c of vector v's block 2j + h goes to lane
+  // 2v + h of the register p with kPairChunk[p] == c, i.e. bytes 8v + 4h .. +3 of the register;
+  // Σq from a sum of absolute differences against -128 (Σ(q+128) - 32*128). Padding vectors and
+  // the zero block of an odd pair are zero (q, d and offset), so they add exact zeros.
   const __m256i flip = _mm256_set1_epi8((char)0x80);
   for (int64_t g = 0; g < groups; ++g) {
-    for (int64_t b = 0; b < nb; ++b) {
-      const int64_t gb = g * nb + b;
-      int8_t* qd = q + gb * 256;
+    for (int64_t j = 0; j < np; ++j) {
+      const int64_t gp = g * np + j;
+      int8_t* qd = q + gp * 512;
       alignas(64) float dv[16] = {};
       alignas(64) int32_t ov[16] = {};
       for (int v = 0; v < 8; ++v) {
-        const int64_t src = 8 * g + v;
-        if (src < n) {
-          const BlockQ8_0& blk = blocks[src * nb + b];
-          const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs));
-          const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(qs, flip), _mm256_setzero_si256());
-          const __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
-          const int32_t sum = (int32_t)(_mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1)) - 32 * 128;
-          dv[2 * v] = dv[2 * v + 1] = _cvtsh_ss(blk.d);
-          ov[2 * v] = -128 * sum;
-          _mm_storel_epi64(reinterpret_cast<__m128i*>(qd + 8 * v), _mm256_castsi256_si128(qs));
-          _mm_storeh_pd(reinterpret_cast<double*>(qd + 64 + 8 * v), _mm_castsi128_pd(_mm256_castsi256_si128(qs)));
-          const __m128i hi = _mm256_extracti128_si256(qs, 1);
-          _mm_storel_epi64(reinterpret_cast<__m128i*>(qd + 128 + 8 * v), hi);
-          _mm_storeh_pd(reinterpret_cast<double*>(qd + 192 + 8 * v), _mm_castsi128_pd(hi));
-        } else {
-          for (int p = 0; p < 4; ++p) std::memset(qd + 64 * p + 8 * v, 0, 8);
+        for (int h = 0; h < 2; ++h) {
+          const int64_t src = 8 * g + v, b = 2 * j + h;
+          alignas(32) int32_t dw[8] = {};
+          if (src < n && b < nb) {
+            const BlockQ8_0& blk = blocks[src * nb + b];
+            const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs));
+            const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(qs, flip), _mm256_setzero_si256());
+            const __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
+            const int32_t sum = (int32_t)(_mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1)) - 32 * 128;
+            dv[2 * v + h] = _cvtsh_ss(blk.d);
+            ov[2 * v + h] = -128 * sum;
+            _mm256_store_si256(reinterpret_cast<__m256i*>(dw), qs);
+          }
+          for (int p = 0; p < 8; ++p) std::memcpy(qd + 64 * p + 8 * v + 4 * h, &dw[kPairChunk[p]], 4);
         }
       }
-      _mm512_store_ps(d + gb * 16, _mm512_load_ps(dv));
-      _mm512_store_si512(off + gb * 16, _mm512_load_si512(ov));
+      _mm512_store_ps(d + gp * 16, _mm512_load_ps(dv));
+      _mm512_store_si512(off + gp * 16, _mm512_load_si512(ov));
     }
   }
-  const Acts8 xa{q, d, off, nb};
+  const Acts8 xa{q, d, off, np, nb};
   const RowPtrs wr(w);
   // Tiles of kQuantTileRows rows over all columns and all groups (a partial tile at the
   // bottom goes one row at a time); each thread takes contiguous tiles.
