@@ -147,17 +147,20 @@ double measure_read_bandwidth_gbs(size_t bytes, int threads, bool prefetch) {
 
 double bench_gemm_gbs(const MatView& w, int n, int iters) {
   const Kernels& k = kernels();
-  std::vector<float> x((size_t)(n * w.cols)), y((size_t)(n * w.rows));
+  // Activations on a 64-byte boundary, as the engine's scratch buffers are (engine/models/
+  // blocks.h): a 512-bit load at malloc's 16-byte alignment splits across two cache lines.
+  std::vector<float> xbuf((size_t)(n * w.cols) + 16), y((size_t)(n * w.rows));
+  float* x = reinterpret_cast<float*>(((uintptr_t)xbuf.data() + 63) & ~(uintptr_t)63);
   uint32_t s = 12345;
-  for (auto& f : x) {
+  for (int64_t i = 0; i < n * w.cols; ++i) {
     s = s * 1664525u + 1013904223u;
-    f = (float)(s >> 8) / 16777216.0f - 0.5f;
+    x[i] = (float)(s >> 8) / 16777216.0f - 0.5f;
   }
-  k.gemm(w, x.data(), w.cols, n, y.data(), w.rows);
+  k.gemm(w, x, w.cols, n, y.data(), w.rows);
   std::vector<double> times;
   for (int i = 0; i < std::max(iters, 1); ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    k.gemm(w, x.data(), w.cols, n, y.data(), w.rows);
+    k.gemm(w, x, w.cols, n, y.data(), w.rows);
     times.push_back(seconds_since(t0));
   }
   return (double)(w.row_bytes() * (size_t)w.rows) / median(times) / 1e9;

@@ -116,11 +116,11 @@ void linear(const Linear& w, const float* x, int64_t T, float* y, Scratch& s, in
   } else {
     // y = b · (a · x): the rank-r intermediate lives in the scratch.
     const int64_t r = w.a.rows;
-    if (s.lowrank.size() < (size_t)(T * r)) s.lowrank.resize((size_t)(T * r));
+    float* mid = s.get_lowrank((size_t)(T * r));
     if (!view(w.a, w.a_file, &m)) return;
-    k.gemm(m, x, ldx, T, s.lowrank.data(), r);
+    k.gemm(m, x, ldx, T, mid, r);
     if (!view(w.b, w.b_file, &m)) return;
-    k.gemm(m, s.lowrank.data(), r, T, y, m.rows);
+    k.gemm(m, mid, r, T, y, m.rows);
   }
   if (stream_lock.owns_lock()) stream_lock.unlock();
   if (s.probe != nullptr) probe_product(s, w.name, x, ldx, T, w.cols(), y, w.rows());
