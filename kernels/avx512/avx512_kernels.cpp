@@ -50,7 +50,7 @@ inline __mmask16 tail_mask(int64_t rem) { return (__mmask16)((1u << rem) - 1u); 
 
 // How float_tile reads a row: 16 consecutive weights as f32 (k a multiple of 16 except in
 // load_tail), the byte offset of weight k (for prefetches), the bytes of 64 weights, and the
-// factor the row's sum is multiplied by. (Only f32 uses it now; see gemm() below for f16, i8r.)
+// factor the row's sum is multiplied by. (f32 and i8r use it; see gemm() below for f16.)
 struct F32Weights {
   static constexpr int kBytesPer64 = 256;
   static size_t offset(int64_t k) { return 4 * (size_t)k; }
@@ -61,6 +61,20 @@ struct F32Weights {
   // Weights k .. k+rem-1, zero beyond (masked lanes are not read). REQUIRES: 0 < rem < 16.
   static __m512 load_tail(const uint8_t* row, int64_t k, int64_t rem) {
     return _mm512_maskz_loadu_ps(tail_mask(rem), reinterpret_cast<const float*>(row) + k);
+  }
+};
+
+// i8r: the int8 values widened to f32 (one vpmovsxbd + one vcvtdq2ps per 16 weights); the
+// row's scale multiplies the finished sum.
+struct I8RWeights {
+  static constexpr int kBytesPer64 = 64;
+  static size_t offset(int64_t k) { return 4 + (size_t)k; }
+  static float scale(const uint8_t* row) { return row_scale(row); }
+  static __m512 load(const uint8_t* row, int64_t k) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 4 + k))));
+  }
+  static __m512 load_tail(const uint8_t* row, int64_t k, int64_t rem) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(tail_mask(rem), row + 4 + k)));
   }
 };
 
@@ -220,10 +234,18 @@ void sign_tile(const RowPtrs& w, int64_t r0, const float* x, int64_t ldx, const 
 // stay in L1 while a second vector group passes (n > 8).
 constexpr int kTileRows = 3, kTileVecs = 8, kSpan = 512;
 
-template <class W>
+// i8r tiles of 4 rows x up to 8 vectors: each widened weight vector (vpmovsxbd + vcvtdq2ps)
+// then feeds 8 FMAs. 2 threads, 512 MiB i8r matrix of 4096 columns, time of 8 vectors over one,
+// three runs each, alternating: 2 rows 3.10, 2.79, 2.60x; 3 rows 2.61, 2.50, 2.78, 2.49, 2.35,
+// 2.33x; 4 rows 1.97, 2.33, 2.01, 2.05, 2.03, 2.14x; 5 rows 2.33, 2.22, 2.18x; 6 rows 2.35, 2.40,
+// 2.50x (4 x 8 accumulators do not all fit the registers; the compiler's spills cost less than
+// the extra activation loads of smaller tiles).
+constexpr int kI8rTileRows = 4;
+
+template <class W, int TR = kTileRows>
 void gemm_float(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy) {
   const RowPtrs wr(w);
-  run_tiles<kTileRows, kTileVecs, kSpan>(w, n, [&](auto rows, auto vecs, int64_t r0, int64_t v0, int64_t k0, int64_t k1) {
+  run_tiles<TR, kTileVecs, kSpan>(w, n, [&](auto rows, auto vecs, int64_t r0, int64_t v0, int64_t k0, int64_t k1) {
     float_tile<W, decltype(rows)::value, decltype(vecs)::value>(wr, r0, x, ldx, v0, y, ldy, k0, k1);
   });
 }
@@ -508,10 +530,11 @@ void gemm(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, in
   assert(is_weight_type(w.type));
   switch (w.type) {
     case DType::kF32: gemm_float<F32Weights>(w, x, ldx, n, y, ldy); return;
-    // f16 and i8r stay with the base table: their zmm tiles (vcvtph2ps zmm; vpmovsxbd +
-    // vcvtdq2ps zmm, 3 rows x 8 vectors) made a batch of 8 slower on the development VM (f16
-    // 2.1-2.5x the time of one vector against 1.7-1.8x, i8r 4.0-4.2x against 2.5-3.8x, over
-    // three runs each; docs/PERFORMANCE.md), while the same tiles helped f32.
+    case DType::kI8R: gemm_float<I8RWeights, kI8rTileRows>(w, x, ldx, n, y, ldy); return;
+    // f16 stays with the base table: its zmm tile (vcvtph2ps zmm, 3 rows x 8 vectors) made a
+    // batch of 8 slower on the development VM (2.1-2.5x the time of one vector against 1.7-1.8x,
+    // three runs each; docs/PERFORMANCE.md). The i8r tile measured the same way before the
+    // activations were 64-byte aligned; with aligned activations and 4 rows it is the faster.
     case DType::kI1R: gemm_sign(w, x, ldx, n, y, ldy); return;
     case DType::kQ8_0:
       if (n >= 4) {
