@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/common/aligned.h"
 #include "engine/common/status.h"
 #include "engine/formats/model_file.h"
 
@@ -52,7 +53,10 @@ class State {
  private:
   RwkvVersion version_ = RwkvVersion::kV4;
   int64_t n_layer_ = 0, n_embd_ = 0, n_head_ = 0, head_size_ = 0, per_layer_ = 0;
-  std::vector<float> data_;
+  // 64-byte aligned: with C a multiple of 16, every WKV head starts on a cache line, so the
+  // WKV kernels' 512-bit loads and stores never split (64 x 64 heads, AVX-512, one thread:
+  // 0.57 -> 0.47 us per head).
+  std::vector<float, AlignedAllocator<float, 64>> data_;
 };
 
 // CRC-32 (IEEE, reflected, as zlib's crc32).

@@ -48,7 +48,7 @@ void wkv5_double(int64_t S, std::vector<double>& st, const Token& t, std::vector
 
 TEST_CASE("wkv5: every variant follows the recurrence over several tokens") {
   for (const Kernels* kv : variants()) {
-    for (int64_t S : {1, 3, 4, 7, 8, 13, 16, 31, 32, 40, 64, 65}) {
+    for (int64_t S : {1, 3, 4, 7, 8, 13, 16, 31, 32, 40, 64, 65, 100}) {
       CAPTURE(std::string(kv->name));
       CAPTURE(S);
       Rng rng((uint64_t)(S * 131 + 7));
