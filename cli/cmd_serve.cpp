@@ -43,7 +43,7 @@ int cmd_serve(int argc, char** argv) {
   std::vector<std::string> api_keys;
   int64_t port = 8080, threads = 0, max_sessions = 64, max_batch = 16, max_queue = 64, max_tokens = 4096,
           max_prompt = 16384, prefill_chunk = 64, prefix_cache_mb = 64, http_threads = 64, max_body = 1 << 20,
-          drain_seconds = 10;
+          drain_seconds = 10, spin_us = 500;
   p.add_string("--model", "M", "model file (default: the embedded default model)", &model);
   p.add_string("--host", "ADDR", "address to listen on", &host);
   p.add_int("--port", "N", "port (0 = any free port)", &port, 0, 65535);
@@ -51,6 +51,10 @@ int cmd_serve(int argc, char** argv) {
   p.add_list("--api-key", "K", "accept this key (repeatable); no key = no authentication", &api_keys);
   p.add_string("--api-key-file", "F", "accept the keys in F, one per line", &api_key_file);
   p.add_int("--threads", "N", "compute threads (0 = physical cores)", &threads, 0, 1024);
+  p.add_int("--spin-us", "N",
+            "microseconds an idle compute thread polls for work before sleeping (longer avoids wake-ups "
+            "inside batched steps; shorter leaves more CPU to other processes)",
+            &spin_us, 0, 1000000);
   p.add_int("--max-sessions", "N", "sessions kept in memory; idle ones beyond are written to --state-dir", &max_sessions, 1, 1 << 20);
   p.add_string("--state-dir", "DIR", "where idle sessions are kept (created if missing)", &state_dir);
   p.add_int("--max-batch", "N", "sequences advanced together per step", &max_batch, 1, 256);
@@ -79,6 +83,7 @@ int cmd_serve(int argc, char** argv) {
   }
   spdlog::set_level(spdlog::level::from_str(log_level));
   apply_threads(threads);
+  kern::set_poll_us(spin_us);
 
   if (!api_key_file.empty()) {
     std::ifstream f(api_key_file);

@@ -114,6 +114,15 @@ bool sparse_supports(DType t);
 void set_num_threads(int n);
 int num_threads();
 
+// How long (microseconds) an idle team thread polls for the next job before it sleeps. Short
+// polls suit shared machines (a polling worker takes CPU from other processes); long ones suit
+// a dedicated server, whose batched steps have serial gaps between parallel regions longer than
+// 30 us (each sleep makes the next job's caller pay a futex wake-up). us < 0 restores the
+// default. Thread-safe; applies from a worker's next idle period.
+constexpr int64_t kDefaultPollUs = 30;
+void set_poll_us(int64_t us);
+int64_t poll_us();
+
 // The engine's own row work (WKV heads, per-sequence loops of a batched step) on the gemm team:
 // fn(ctx, begin, end) over contiguous chunks covering [0, count), on up to num_threads()
 // threads, the caller included; returns when every chunk is done. Each index is processed once,

@@ -44,12 +44,14 @@ inline void cpu_relax() {
 #endif
 }
 
-// How long an idle worker polls for the next job before it sleeps. f16 decode of 5.2-0.1b with
-// 2 threads on the development VM (issue #3), tokens/s when polling 0 / 30 / 200 us: quiet
-// 66 / 72 / 74; next to a busy nice-0 thread 47 / 46 / 36; next to two busy nice-10 threads
-// 56 / 60 / 59 (OpenMP: 48, 9, 40). Polling with sched_yield() instead of pause was no better
-// quiet and lost a third next to the nice-10 threads (yield hands the CPU to them).
-constexpr std::chrono::microseconds kPollTime{30};
+// How long an idle worker polls for the next job before it sleeps (set_poll_us; default
+// kDefaultPollUs). f16 decode of 5.2-0.1b with 2 threads on the development VM (issue #3),
+// tokens/s when polling 0 / 30 / 200 us: quiet 66 / 72 / 74; next to a busy nice-0 thread
+// 47 / 46 / 36; next to two busy nice-10 threads 56 / 60 / 59 (OpenMP: 48, 9, 40). Polling
+// with sched_yield() instead of pause was no better quiet and lost a third next to the nice-10
+// threads (yield hands the CPU to them). The server polls longer (rwkv-edge serve --spin-us):
+// a batched step's serial gaps exceed 30 us, and each wake-up is a futex call in the caller.
+std::atomic<int64_t> g_poll_us{kDefaultPollUs};
 // Most workers the team grows to.
 constexpr int kMaxWorkers = 255;
 
@@ -123,7 +125,7 @@ class Team {
       int spins = 0;
       while (epoch_.load(std::memory_order_acquire) == seen) {
         cpu_relax();
-        if ((++spins & 63) == 0 && Clock::now() - t0 > kPollTime) {
+        if ((++spins & 63) == 0 && Clock::now() - t0 > std::chrono::microseconds(g_poll_us.load(std::memory_order_relaxed))) {
           std::unique_lock<std::mutex> l(sleep_mu_);
           sleeping_.fetch_add(1);  // seq_cst: pairs with run()'s epoch store
           sleep_cv_.wait(l, [&] { return epoch_.load() != seen; });
@@ -183,3 +185,10 @@ void parallel_run(int64_t count, int threads, RangeFn fn, void* ctx) {
 }
 
 }  // namespace rwkv::kern::detail
+
+namespace rwkv::kern {
+
+void set_poll_us(int64_t us) { detail::g_poll_us.store(us < 0 ? kDefaultPollUs : us, std::memory_order_relaxed); }
+int64_t poll_us() { return detail::g_poll_us.load(std::memory_order_relaxed); }
+
+}  // namespace rwkv::kern

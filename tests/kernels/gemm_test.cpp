@@ -383,5 +383,25 @@ TEST_CASE("threads: set_num_threads overrides the default, <= 0 restores it") {
   CHECK(num_threads() == def);
 }
 
+TEST_CASE("threads: set_poll_us sets the idle poll time, < 0 restores the default; results unchanged") {
+  CHECK(poll_us() == kDefaultPollUs);
+  Rng rng(99);
+  const Problem p = make_problem(DType::kQ8_0, 67, 96, 9, rng);
+  set_num_threads(2);
+  const std::vector<float> y0 = run(kernels(), p);
+  for (int64_t us : {0, 2000}) {
+    set_poll_us(us);
+    CHECK(poll_us() == us);
+    // Jobs with idle gaps longer than the poll time, and back to back.
+    for (int i = 0; i < 3; ++i) {
+      if (i == 1) std::this_thread::sleep_for(std::chrono::milliseconds(3));
+      CHECK(run(kernels(), p) == y0);
+    }
+  }
+  set_poll_us(-5);
+  CHECK(poll_us() == kDefaultPollUs);
+  set_num_threads(0);
+}
+
 }  // namespace
 }  // namespace rwkv::kern::test
