@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "engine/common/fp16.h"
@@ -614,8 +615,14 @@ Status Model::forward_chunk(Segment* segs, size_t n_segs) const {
     }
   }
   const int64_t T = rows.T;
-  detail::Scratch s;
+  // Per calling thread and kept between passes: the buffers stay at the largest chunk seen
+  // (at most max_chunk_rows rows, which the memory planner already counts), so a decode step
+  // neither allocates nor zeroes them. Every buffer is written before it is read within a pass,
+  // as it already had to be from the second layer on.
+  thread_local detail::Scratch tls_scratch;
+  detail::Scratch& s = tls_scratch;
   s.probe = probe_;
+  s.error = Status::OK();
   float* x = s.get(14, (size_t)(T * C));
   float* tmp = s.get(15, (size_t)(T * C));
   std::vector<float> v_first;
@@ -685,10 +692,16 @@ Status Model::forward_chunk(Segment* segs, size_t n_segs) const {
     }
     return Status::OK();
   }
-  std::vector<float> out((size_t)(n * V));
-  detail::linear(*head_, tmp, n, out.data(), s);
+  if (n == 1) {
+    detail::linear(*head_, tmp, 1, dst[0], s);
+    return s.error;
+  }
+  // Several rows: one gemm into a staging block (not zeroed: the gemm writes all of it), then
+  // each row to its caller's buffer.
+  std::unique_ptr<float[]> out(new float[(size_t)(n * V)]);
+  detail::linear(*head_, tmp, n, out.get(), s);
   if (!s.error.ok()) return s.error;
-  for (int64_t i = 0; i < n; ++i) std::memcpy(dst[(size_t)i], out.data() + i * V, (size_t)V * sizeof(float));
+  for (int64_t i = 0; i < n; ++i) std::memcpy(dst[(size_t)i], out.get() + i * V, (size_t)V * sizeof(float));
   return Status::OK();
 }
 
