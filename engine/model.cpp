@@ -642,7 +642,7 @@ Status Model::forward_chunk(Segment* segs, size_t n_segs) const {
   for (int64_t l = 0; l < hp_.n_layer; ++l) {
     const LayerWeights& lw = layers_[(size_t)l];
     // x += TimeMix(LN1(x))
-    for (int64_t t = 0; t < T; ++t) detail::layer_norm(x + t * C, tmp + t * C, C, lw.ln1_w, lw.ln1_b);
+    detail::layer_norm_rows(x, tmp, T, C, lw.ln1_w, lw.ln1_b);
     switch (hp_.version) {
       case RwkvVersion::kV4: detail::time_mix_v4(hp_, lw, rows, l, tmp, x, s); break;
       case RwkvVersion::kV5_1:
@@ -651,7 +651,7 @@ Status Model::forward_chunk(Segment* segs, size_t n_segs) const {
       case RwkvVersion::kV7: detail::time_mix_v7(hp_, lw, rows, l, tmp, x, v_first.data(), s); break;
     }
     // x += ChannelMix(LN2(x))
-    for (int64_t t = 0; t < T; ++t) detail::layer_norm(x + t * C, tmp + t * C, C, lw.ln2_w, lw.ln2_b);
+    detail::layer_norm_rows(x, tmp, T, C, lw.ln2_w, lw.ln2_b);
     Status st = detail::channel_mix(hp_, lw, rows, l, tmp, x, s);
     if (!st.ok()) return st;
     if (!s.error.ok()) return s.error;  // a streamed matrix could not be read

@@ -50,6 +50,14 @@ void layer_norm(const float* x, float* y, int64_t n, Vec w, Vec b, float eps) {
   for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * inv * w[i] + b[i];
 }
 
+void layer_norm_rows(const float* x, float* y, int64_t T, int64_t C, Vec w, Vec b) {
+  if (T < 4) {
+    for (int64_t t = 0; t < T; ++t) layer_norm(x + t * C, y + t * C, C, w, b);
+    return;
+  }
+  kern::parallel_each(T, [&](int64_t t) { layer_norm(x + t * C, y + t * C, C, w, b); });
+}
+
 // The same statistics and affine map as a layer norm over the group; y[i] depends only on x[i]
 // once the statistics are known, so in place is fine.
 void group_norm_group(float* x, int64_t g, Vec w, Vec b, float eps) { layer_norm(x, x, g, w, b, eps); }

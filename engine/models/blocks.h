@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -110,6 +111,9 @@ struct Scratch {
 
 // y = LN(x) * w + b over n elements, eps 1e-5 (statistics in double).
 void layer_norm(const float* x, float* y, int64_t n, Vec w, Vec b, float eps = 1e-5f);
+// layer_norm of each of T rows of C (x and y rows C floats apart), on the kernels' thread team
+// when there are several rows (a batched step: the rows are independent; same bits as one by one).
+void layer_norm_rows(const float* x, float* y, int64_t T, int64_t C, Vec w, Vec b);
 // Group norm with n/g elements per group, then * w + b.
 void group_norm(float* x, int64_t n, int64_t groups, Vec w, Vec b, float eps);
 // One group of group_norm: x[g] normalised in place, scaled by w[g] and shifted by b[g].
@@ -127,7 +131,34 @@ void linear(const Linear& w, const float* x, int64_t T, float* y, Scratch& s, in
 void probe_product(Scratch& s, const std::string& name, const float* x, int64_t ldx, int64_t T, int64_t in,
                    const float* y, int64_t out);
 
-inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+// e^x for float x, branch-free so that loops calling it vectorise (a libm expf call per element
+// kept the v5 gate and the channel-mix gating scalar): Cody-Waite reduction x = n ln2 + r,
+// |r| <= ln2 / 2, Taylor to r^7 (truncation below 1e-8 relative), scaled by 2^n through the
+// exponent bits. Arguments are clamped to [-87.3, 88.3], where 2^n stays a normal float, so
+// the result is finite and positive for finite x; NaN gives NaN. Within a few ulp of std::exp
+// inside that range (tests/engine).
+inline float exp_branchless(float x) {
+  const float xc = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+  // Round x log2(e) to the nearest integer with the 1.5 * 2^23 trick (plain SSE2 has no round).
+  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const float r = (xc - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  int32_t bits;
+  std::memcpy(&bits, &p, sizeof bits);
+  bits += static_cast<int32_t>(n) * (1 << 23);
+  float out;
+  std::memcpy(&out, &bits, sizeof out);
+  return x == x ? out : x;
+}
+
+inline float sigmoidf(float x) { return 1.0f / (1.0f + exp_branchless(-x)); }
 
 // The predicted-active neurons of one row, ascending, into `active` (its size is the count);
 // `scores` / `logits` are the row's 1-bit scores and MLP logits (null when unused). `mark` is F
