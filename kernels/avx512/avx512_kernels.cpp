@@ -9,10 +9,13 @@
 // - i1r gemm: the 16 sign bits of a step are the write mask of a masked add,
 //   Σ_k ±x_k = 2 Σ_{bit set} x_k - Σ_k x_k: one add per 16 weights and vector, the
 //   row-independent Σ_k x_k once per gemm.
-// - q8_0 gemm with n >= 4: 512-bit vpdpbusd over 8 vectors at once (q8_0_rows8).
-// Everything else (f16 and i8r, whose zmm tiles measured slower, see gemm(); q8_0 with n < 8 and
-// the other block types; the sparse kernels; the conversions) is the base table's (avx2-vnni or
-// avx2), called through its function pointers.
+// - i8r gemm: the f32 tile with the int8 values widened, 4 rows x 8 vectors.
+// - q8_0 gemm with n >= 4: 512-bit vpdpbusd over 8 vectors at once (q8_0_rows8), and the q8_0
+//   activation quantiser 16 blocks at a time.
+// - wkv5: one pass over a head's state with zmm rows.
+// Everything else (f16, whose zmm tile measured slower, see gemm(); q8_0 with n < 4 and the
+// other block types; the sparse kernels; the other conversions) is the base table's (avx2-vnni
+// or avx2), called through its function pointers.
 //
 // Everything here has internal linkage and the file instantiates no std:: templates that other
 // files also instantiate, so no function compiled with AVX-512 can be picked by the linker for
@@ -20,8 +23,8 @@
 // trivially inlined for the same reason).
 //
 // Numerics: f32 accumulation in 16 lanes, a different reassociation of the scalar sum than the
-// AVX2 tables' 8 lanes (kernels.h); i1r multiplies the finished sum by the row scale; q8_0's
-// integer block sums are exact, as in every table.
+// AVX2 tables' 8 lanes (kernels.h); i8r / i1r multiply the finished sum by the row scale; q8_0's
+// integer block sums are exact, as in every table; wkv5 sums the bonus term's factor apart.
 // GCC 12's AVX-512 intrinsics fill "don't care" operands with _mm512_undefined_*(), which it
 // then reports as uninitialised wherever they are inlined: false positives, silenced here.
 #pragma GCC diagnostic ignored "-Wuninitialized"
