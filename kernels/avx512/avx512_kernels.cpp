@@ -337,8 +337,8 @@ struct Acts8 {
   int64_t nb;          // blocks per row
 };
 
-// The dword of a block that the p-th 8-byte group of a decoded pair holds: the decode
-// interleaves the dwords of the two blocks with unpacklo/hi_epi32, which work per 128-bit half.
+// The dword of a block that the p-th 8-byte group of a decoded pair holds (the order of the
+// AVX2-era unpacklo/hi decode, kept: the decode's vpermt2d can produce any order).
 constexpr int kPairChunk[8] = {0, 1, 4, 5, 2, 3, 6, 7};
 
 // Y[8g+v][r0+r] = the q8_0 dot over all columns for r < R, every group g < groups and v with
@@ -378,7 +378,10 @@ void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t groups, i
   const int64_t np = xa.np, nb = xa.nb;
   const BlockQ8_0* wb[R];
   for (int r = 0; r < R; ++r) wb[r] = reinterpret_cast<const BlockQ8_0*>(w(r0 + r));
-  const __m256i flip = _mm256_set1_epi8((char)0x80);
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  // Dword k of the result: dword kPairChunk[k / 2] of block 2j (k even) or 2j+1 (k odd); as
+  // vpermt2d indices, 0-7 pick from the first block, 16-23 from the second.
+  const __m512i pair_order = _mm512_setr_epi32(0, 16, 1, 17, 4, 20, 5, 21, 2, 18, 3, 19, 6, 22, 7, 23);
 
   for (int64_t g_lo = 0; g_lo < groups; g_lo += kMaxGroups) {
     const int64_t gn = groups - g_lo < kMaxGroups ? groups - g_lo : kMaxGroups;
@@ -391,12 +394,13 @@ void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t groups, i
       for (int r = 0; r < R; ++r) {
         for (int64_t j = 0; j < pairs; ++j) {
           const int64_t i = run + 2 * j;
-          const __m256i a = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[r][i].qs)), flip);
-          const __m256i b = i + 1 < run_end
-                                ? _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[r][i + 1].qs)), flip)
-                                : flip;  // the zero block's weights, as unsigned
-          _mm256_store_si256(reinterpret_cast<__m256i*>(dec[r][j]), _mm256_unpacklo_epi32(a, b));
-          _mm256_store_si256(reinterpret_cast<__m256i*>(dec[r][j] + 32), _mm256_unpackhi_epi32(a, b));
+          // One two-source permute interleaves the blocks' dwords in kPairChunk order, one xor
+          // makes them unsigned (the zero block's weights become 0x80, i.e. w = 0).
+          const __m512i a = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[r][i].qs)));
+          const __m512i b = i + 1 < run_end
+                                ? _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[r][i + 1].qs)))
+                                : _mm512_setzero_si512();
+          _mm512_store_si512(dec[r][j], _mm512_xor_si512(_mm512_permutex2var_epi32(a, pair_order, b), flip));
         }
         // The scales 16 blocks at a time: one gather of the blocks' first 4 bytes (d and two
         // weights, inside the block), the low halves packed, one conversion; a zero scale for
