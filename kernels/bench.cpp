@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/common/aligned.h"
 #include "engine/common/fp16.h"
 
 namespace rwkv::kern {
@@ -149,13 +150,14 @@ double bench_gemm_gbs(const MatView& w, int n, int iters) {
   const Kernels& k = kernels();
   // Activations on a 64-byte boundary, as the engine's scratch buffers are (engine/models/
   // blocks.h): a 512-bit load at malloc's 16-byte alignment splits across two cache lines.
-  std::vector<float> xbuf((size_t)(n * w.cols) + 16), y((size_t)(n * w.rows));
-  float* x = reinterpret_cast<float*>(((uintptr_t)xbuf.data() + 63) & ~(uintptr_t)63);
+  std::vector<float, AlignedAllocator<float, 64>> xv((size_t)(n * w.cols));
+  std::vector<float> y((size_t)(n * w.rows));
   uint32_t s = 12345;
-  for (int64_t i = 0; i < n * w.cols; ++i) {
+  for (auto& f : xv) {
     s = s * 1664525u + 1013904223u;
-    x[i] = (float)(s >> 8) / 16777216.0f - 0.5f;
+    f = (float)(s >> 8) / 16777216.0f - 0.5f;
   }
+  const float* x = xv.data();
   k.gemm(w, x, w.cols, n, y.data(), w.rows);
   std::vector<double> times;
   for (int i = 0; i < std::max(iters, 1); ++i) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/common/aligned.h"
 #include "engine/model.h"
 
 namespace rwkv::detail {
@@ -87,25 +88,24 @@ struct Rows {
 // Scratch buffers of one chunk (T x width each), plus the rank-r intermediate of factored
 // projections and the probe of this forward pass (null: none).
 struct Scratch {
-  std::vector<float> buf[16];
-  std::vector<float> lowrank;  // T x r, used only inside linear()
+  // 64-byte aligned, so the kernels' 512-bit activation loads never split across cache lines
+  // (malloc aligns to 16; a split load costs two load slots, and the batched f32 / i8r tiles
+  // load each activation vector once per tile row: 384 x 768 f32 with 8 vectors, one thread,
+  // ran at 25.8 GMAC/s misaligned against 36.8 aligned).
+  using AlignedFloats = std::vector<float, AlignedAllocator<float, 64>>;
+  AlignedFloats buf[16];
+  AlignedFloats lowrank;  // T x r, used only inside linear()
   Probe* probe = nullptr;
   // The first error of this forward pass from a streamed matrix read (linear() has no status:
   // it zeroes its output and records the error here; forward_chunk checks after every block).
   Status error;
-  // n floats starting on a 64-byte boundary: the kernels' 512-bit activation loads then never
-  // split across cache lines (malloc aligns to 16; a split load costs two load slots, and the
-  // batched f32 / i8r tiles load each activation vector once per tile row: 384 x 768 f32 with 8
-  // vectors, one thread, ran at 25.8 GMAC/s misaligned against 36.8 aligned).
-  float* get(int i, size_t n) { return aligned(buf[i], n); }
-  float* get_lowrank(size_t n) { return aligned(lowrank, n); }
+  float* get(int i, size_t n) { return sized(buf[i], n); }
+  float* get_lowrank(size_t n) { return sized(lowrank, n); }
 
  private:
-  static float* aligned(std::vector<float>& v, size_t n) {
-    constexpr size_t kPad = 64 / sizeof(float);
-    if (v.size() < n + kPad) v.resize(n + kPad);
-    const uintptr_t p = reinterpret_cast<uintptr_t>(v.data());
-    return reinterpret_cast<float*>((p + 63) & ~(uintptr_t)63);
+  static float* sized(AlignedFloats& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
   }
 };
 
