@@ -72,12 +72,18 @@ inline double exp_nonpos(double x) {
 // e^x for any x <= 0 (-inf gives 0).
 inline double weight_exp(double x) { return x >= kExpMin ? exp_nonpos(x) : std::exp(x); }
 
+// The vectorised passes over the vocabulary are also compiled for AVX2+FMA and AVX-512 and
+// picked at load time from the CPU (GCC's function multi-versioning; other compilers: baseline).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define RWKV_EDGE_SAMPLER_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define RWKV_EDGE_SAMPLER_CLONES
+#endif
+
 // The lowest i with x[i] == v, or -1. Blocks of 64 are tested with a branch-free OR of the
 // comparisons (which vectorises) and only the block holding the match is scanned one by one:
 // the plain early-exit loop stays scalar and cost about a tenth of an untruncated draw.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
+RWKV_EDGE_SAMPLER_CLONES
 int32_t first_index_of(const float* x, int32_t n, float v) {
   constexpr int32_t kBlock = 64;
   int32_t i = 0;
@@ -96,12 +102,10 @@ int32_t first_index_of(const float* x, int32_t n, float v) {
 // branches), the rare entries below kExpMin (-inf logits among them) are redone with std::exp.
 // On x86-64 the bulk pass is also compiled for AVX2+FMA and AVX-512 (4 and 8 doubles per
 // instruction instead of SSE2's 2) and picked at load time from the CPU; FMA contraction there
-// may change the last bit of a weight, within exp_nonpos's 1 ulp.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-// Returns whether any argument fell below kExpMin (an integer OR, so the check vectorises
-// with the rest; as a separate scalar pass it cost a fifth of an untruncated draw).
+// may change the last bit of a weight, within exp_nonpos's 1 ulp. Returns whether any argument
+// fell below kExpMin (an integer OR, so the check vectorises with the rest; as a separate
+// scalar pass it cost a fifth of an untruncated draw).
+RWKV_EDGE_SAMPLER_CLONES
 bool weigh_bulk(const float* logits, int32_t n, double max_logit, double inv_t, double* w) {
   uint32_t tiny = 0;
   for (int32_t i = 0; i < n; ++i) {
@@ -133,9 +137,7 @@ inline float sanitize_one(float x) {
   return x;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
+RWKV_EDGE_SAMPLER_CLONES
 float sanitize_and_max(float* logits, int32_t n) {
   for (int32_t i = 0; i < n; ++i) logits[i] = sanitize_one(logits[i]);
   constexpr int kLanes = 16;
