@@ -1,6 +1,7 @@
 #include "server/http.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
@@ -13,9 +14,16 @@ struct HttpServer::Impl {
   HttpOptions opt;
   httplib::Server svr;
   std::function<std::string(int)> error_body;
+  int last_socket = -1;  // the socket of the latest bind attempt
 };
 
 namespace {
+
+// Debian's cpp-httplib is a compiled library that listens with a backlog of 5: a burst of
+// clients connecting at once (8 loadgen workers, a page of LAN clients) overflowed the accept
+// queue, the kernel dropped their SYNs and TCP retried them only after 1 s. Linux lets listen()
+// be called again on a listening socket to change its backlog (capped at net.core.somaxconn).
+constexpr int kListenBacklog = 1024;
 
 class SinkWriter : public StreamWriter {
  public:
@@ -42,6 +50,10 @@ HttpServer::HttpServer(HttpOptions opt) : impl_(std::make_unique<Impl>()) {
   impl_->opt = opt;
   const int threads = std::max(4, opt.threads);
   impl_->svr.new_task_queue = [threads] { return new httplib::ThreadPool((size_t)threads); };
+  impl_->svr.set_socket_options([impl = impl_.get()](socket_t sock) {
+    httplib::default_socket_options(sock);
+    impl->last_socket = sock;
+  });
   impl_->svr.set_payload_max_length(opt.max_body_bytes);
   impl_->svr.set_read_timeout(opt.read_timeout_s, 0);
   impl_->svr.set_write_timeout(opt.write_timeout_s, 0);
@@ -103,6 +115,14 @@ Result<int> HttpServer::bind(const std::string& host, int port) {
   }
   if (bound < 0) {
     return Status::IOError("cannot listen on " + host + ":" + std::to_string(port) + " (address in use or not local?)");
+  }
+  // The bound socket is the last one created (a failed attempt's socket is closed before the
+  // next is made); check that it is the listening one before widening its queue.
+  int accepting = 0;
+  socklen_t len = sizeof accepting;
+  if (impl_->last_socket >= 0 && getsockopt(impl_->last_socket, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == 0 &&
+      accepting != 0) {
+    ::listen(impl_->last_socket, kListenBacklog);
   }
   return bound;
 }
