@@ -307,6 +307,8 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
   const auto t0 = clock_type::now();
   Status st = model_->forward(segs.data(), segs.size());
   const double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+  // One line per step at debug level: how full the batches are is what decides throughput.
+  log_debug("step: {} decoding, {} prompt rows, {:.2f} ms", decode_rows, prefill_rows, secs * 1e3);
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.steps;
