@@ -347,8 +347,9 @@ constexpr int kPairChunk[8] = {0, 1, 4, 5, 2, 3, 6, 7};
 // of block 2j and the same dword of block 2j+1, and the blocks' d_w as f32. The main loop
 // broadcasts each 8-byte group to every 64-bit lane (a plain load), so one 512-bit vpdpbusd
 // multiplies 4 weights of each of the two blocks with 8 vectors' activations: lane 2v sums block
-// 2j, lane 2v+1 block 2j+1. Eight of them, in four independent chains (vpdpbusd's latency is six
-// cycles; long chains stall the scheduler), give Σ u x per lane, which starts from -128 Σx, so
+// 2j, lane 2v+1 block 2j+1. Eight of them, in two chains of four per row (vpdpbusd's latency is six
+// cycles, and the tile's rows and the next pairs' chains are independent of these, so two per
+// row keep the ports busy; four chains cost two more adds and measured 3% slower), give Σ u x per lane, which starts from -128 Σx, so
 // the lanes hold Σ w x exactly in int32; then lanes * (d_w d_x) are accumulated in f32 and the
 // two lanes of each vector added at the end. Every lane does useful work, so one conversion and
 // one multiply-add cover two blocks. Every group of 8 vectors passes over the decoded run, so a
@@ -437,13 +438,13 @@ void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t groups, i
             const uint8_t* u = dec[r][j];
             __m512i c0 = _mm512_dpbusd_epi32(neg_off, bcast8(u), x8[0]);
             __m512i c1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bcast8(u + 8), x8[1]);
-            __m512i c2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bcast8(u + 16), x8[2]);
-            __m512i c3 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bcast8(u + 24), x8[3]);
+            c0 = _mm512_dpbusd_epi32(c0, bcast8(u + 16), x8[2]);
+            c1 = _mm512_dpbusd_epi32(c1, bcast8(u + 24), x8[3]);
             c0 = _mm512_dpbusd_epi32(c0, bcast8(u + 32), x8[4]);
             c1 = _mm512_dpbusd_epi32(c1, bcast8(u + 40), x8[5]);
-            c2 = _mm512_dpbusd_epi32(c2, bcast8(u + 48), x8[6]);
-            c3 = _mm512_dpbusd_epi32(c3, bcast8(u + 56), x8[7]);
-            const __m512i dot = _mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3));
+            c0 = _mm512_dpbusd_epi32(c0, bcast8(u + 48), x8[6]);
+            c1 = _mm512_dpbusd_epi32(c1, bcast8(u + 56), x8[7]);
+            const __m512i dot = _mm512_add_epi32(c0, c1);
             double dw2;  // d_w of blocks 2j and 2j+1, for lanes 2v and 2v+1
             std::memcpy(&dw2, dwf[r] + 2 * j, 8);
             const __m512 d = _mm512_mul_ps(_mm512_castpd_ps(_mm512_set1_pd(dw2)), dx);
@@ -463,8 +464,12 @@ void q8_0_rows8(const RowPtrs& w, int64_t r0, const Acts8& xa, int64_t groups, i
   }
 }
 
-// Tiles of 4 rows (their decoded runs take 4 KiB of L1).
-constexpr int kQuantTileRows = 4;
+// Tiles of 8 rows: their decoded runs take 8 KiB of L1, and each group's activation registers
+// (ten loads per pair of blocks) serve eight rows, whose own loads are nine per pair; with 4 rows
+// the loads nearly matched the vector ops and both ports ran full. 4 -> 8 rows, one thread, hot
+// L2, minimum of 200 calls: 3072 x 768 n=64 1231 -> 1074 us, 768 x 3072 n=64 971 -> 928 us,
+// 3072 x 768 n=8 184 -> 169 us; engine prefill and batched decode gained likewise (docs/PERFORMANCE.md).
+constexpr int kQuantTileRows = 8;
 
 // q8_0 gemm for n >= 4, groups of 8 vectors (the last padded with zero vectors). Fewer than 4
 // go to the base table, whose per-vector tiles suit them: minimum of 200 x 50 calls on a
