@@ -73,8 +73,9 @@ struct FfnArgs {
 
 struct HeadArgs {
   int64_t clusters = 0, epochs = 8, k_min = 3, k_max = 100;
-  double p_min = 0.95;
+  double p_min = 0.95, prior_uniform = 0.1;
   std::string init = "rows";
+  bool prior = false;
 };
 
 struct Int8Args {
@@ -142,6 +143,10 @@ void add_head_options(ArgParser& p, HeadArgs& a) {
   p.add_int("--head-k-max", "N", "run-time default: at most N clusters", &a.k_max, 1, INT64_MAX);
   p.add_string("--head-init", "S", "what k-means clusters: rows (head rows) or pca (embeddings on their top 64 "
                "principal components, as the paper)", &a.init);
+  p.add_flag("--head-prior", "store each token's share of its cluster (the dense head's mean probability on the "
+             "calibration rows), so an unchosen cluster's mass is spread by it instead of evenly", &a.prior);
+  p.add_float("--head-prior-uniform", "U", "--head-prior: fraction of each share spread evenly over the cluster "
+              "(smoothing)", &a.prior_uniform, 1e-6, 1.0);
 }
 
 void add_int8_options(ArgParser& p, Int8Args& a) {
@@ -354,6 +359,8 @@ int cmd_compress(int argc, char** argv) {
   job.head_opt.p_min = (float)head.p_min;
   job.head_opt.k_min = head.k_min;
   job.head_opt.k_max = head.k_max;
+  job.head_opt.tail_prior = head.prior;
+  job.head_opt.prior_uniform = (float)head.prior_uniform;
   if (head.init == "pca") {
     job.head_opt.space = compress::HeadClusterSpace::kPca;
   } else if (head.init != "rows") {

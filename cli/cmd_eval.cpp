@@ -81,6 +81,7 @@ int cmd_eval(int argc, char** argv) {
   bool json_out = false, quiet = false;
   double head_p_min = -1, ffn_q = -1, ffn_tau = -1;
   int64_t head_k_min = -1, head_k_max = -1;
+  bool head_uniform_tail = false;
   p.add_string("--model", "M", "model to measure (default: the embedded default model)", &model);
   p.add_string("--reference", "B", "reference model for KL / top-1 agreement", &reference);
   p.add_string("--text-file", "F", "text for perplexity (or drift)", &text_file);
@@ -93,6 +94,8 @@ int cmd_eval(int argc, char** argv) {
               "the dense logits; -1 = the file's)", &head_p_min, -1.0, 1.0);
   p.add_int("--head-k-min", "N", "clustered head: at least N clusters (-1 = the file's)", &head_k_min, -1, INT64_MAX);
   p.add_int("--head-k-max", "N", "clustered head: at most N clusters (-1 = the file's)", &head_k_max, -1, INT64_MAX);
+  p.add_flag("--head-uniform-tail", "clustered head: spread unchosen clusters' mass evenly (the paper's formula) even "
+             "when the file has a per-token prior (compress --head-prior)", &head_uniform_tail);
   p.add_float("--ffn-q", "Q", "sparse FFN layers: quantile q of the 1-bit predictor for every layer (0 = every "
               "neuron, the dense result; -1 = the file's per layer)", &ffn_q, -1.0, 1.0);
   p.add_float("--ffn-mlp-threshold", "T", "sparse FFN layers: MLP sigmoid threshold in (0, 1), 1 = MLP off "
@@ -115,6 +118,7 @@ int cmd_eval(int argc, char** argv) {
   lo.head_p_min = head_p_min;
   lo.head_k_min = head_k_min;
   lo.head_k_max = head_k_max;
+  lo.head_uniform_tail = head_uniform_tail;
   lo.ffn_q = ffn_q;
   lo.ffn_mlp_threshold = ffn_tau;
   Result<std::shared_ptr<Model>> m = load_model(path.value(), lo);

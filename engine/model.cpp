@@ -281,8 +281,9 @@ store::StoreLayout store_layout(const ModelFile& mf, const Hparams& hp, const Lo
         L.largest_cluster_bytes = (size_t)largest * row;
       }
       L.head_row_fraction = opt.head_p_min < 0 ? std::clamp(meta_number(mf, kHeadRowFractionKey, 1.0), 0.0, 1.0) : 1.0;
-      // The clustered head's token map, offsets and log sizes.
+      // The clustered head's token map, offsets and log sizes (and the per-token prior).
       L.resident_bytes += (size_t)V * sizeof(int32_t) + off.size() * 3 * sizeof(float);
+      if (mf.find("head.cluster.log_prior") != nullptr) L.resident_bytes += (size_t)V * sizeof(float);
     }
   }
   // Dense matrices of the projections (and a dense head) may be streamed: 2-D tensors named
@@ -343,6 +344,7 @@ Status Model::build(const LoadOptions& opt) {
     hs.p_min = (float)opt.head_p_min;
     hs.k_min = opt.head_k_min;
     hs.k_max = opt.head_k_max;
+    hs.use_prior = !opt.head_uniform_tail;
     Result<std::unique_ptr<ClusteredHead>> ch = ClusteredHead::from_file(mf_, hs);
     if (!ch.ok()) return ch.status();
     cluster_head_ = std::move(ch).value();

@@ -47,6 +47,9 @@ struct LoadOptions {
   double head_p_min = -1;
   int64_t head_k_min = -1;
   int64_t head_k_max = -1;
+  // Clustered head: spread unchosen clusters' mass evenly even when the file has a per-token
+  // prior (head.cluster.log_prior), for side-by-side comparisons. Default: false.
+  bool head_uniform_tail = false;
   // FFN predictors (issue 6): override every sparse layer's quantile q (the top 1 - q neurons by
   // the 1-bit score are active; 0 = every neuron, which gives the dense result) and MLP
   // threshold τ in (0, 1) (>= 1 turns the MLP off). A q other than 0 needs the layer's 1-bit

@@ -50,6 +50,19 @@ TensorRef make_vector_f32(const std::string& name, const std::vector<float>& v, 
   return t;
 }
 
+TensorRef make_vector_f16(const std::string& name, const std::vector<float>& v, BufferStorage& storage) {
+  TensorRef t;
+  t.name = name;
+  t.type = DType::kF16;
+  t.n_dims = 1;
+  t.ne[0] = (int64_t)v.size();
+  t.nbytes = v.size() * sizeof(uint16_t);
+  uint8_t* dst = storage.add(t.nbytes);
+  kern::kernels().f32_to_f16(v.data(), reinterpret_cast<uint16_t*>(dst), (int64_t)v.size());
+  t.data = dst;
+  return t;
+}
+
 }  // namespace
 
 int64_t default_head_clusters(int64_t n_vocab) {
@@ -180,8 +193,14 @@ HeadClustering make_clustering(const std::vector<int32_t>& labels, int64_t k) {
 
 // --- distillation ---------------------------------------------------------------------------
 
-std::vector<float> cluster_targets(const kern::MatView& head, const float* h, int64_t n, const HeadClustering& cl) {
+std::vector<float> cluster_targets(const kern::MatView& head, const float* h, int64_t n, const HeadClustering& cl,
+                                   std::vector<double>* token_mass) {
   const int64_t V = head.rows, C = head.cols, K = cl.n_clusters();
+  std::vector<double> e_row;
+  if (token_mass != nullptr) {
+    token_mass->assign((size_t)V, 0.0);
+    e_row.resize((size_t)V);
+  }
   std::vector<float> p((size_t)(n * K), 0.0f);
   const int64_t B = 64;
   std::vector<float> logits((size_t)(B * V));
@@ -198,9 +217,13 @@ std::vector<float> cluster_targets(const kern::MatView& head, const float* h, in
         const double e = std::exp((double)(l[t] - mx));
         acc[(size_t)cl.labels[(size_t)t]] += e;
         s += e;
+        if (token_mass != nullptr) e_row[(size_t)t] = e;
       }
       float* dst = p.data() + (i0 + j) * K;
       for (int64_t c = 0; c < K; ++c) dst[c] = (float)(acc[(size_t)c] / s);
+      if (token_mass != nullptr) {
+        for (int64_t t = 0; t < V; ++t) (*token_mass)[(size_t)t] += e_row[(size_t)t] / s;
+      }
     }
   }
   return p;
@@ -377,7 +400,8 @@ Status compress_head(ModelFile& mf, const Model& dense, const float* hidden, int
   hv.cols = C;
   hv.rows = V;
   hv.data = head->data;
-  const std::vector<float> p = cluster_targets(hv, hidden, n_rows, cl);
+  std::vector<double> token_mass;
+  const std::vector<float> p = cluster_targets(hv, hidden, n_rows, cl, opt.tail_prior ? &token_mass : nullptr);
 
   // 3. Init from the mean of each cluster's rows; bias 0 or log n_c, whichever fits the
   // training rows better; then Adam.
@@ -452,6 +476,21 @@ Status compress_head(ModelFile& mf, const Model& dense, const float* hidden, int
   std::vector<TensorRef> repl = {new_head, cw.value(), make_vector_f32("head.cluster.bias", b, *storage),
                                  make_vector_f32("head.cluster.offsets", offs, *storage),
                                  make_vector_f32("head.cluster.tokens", toks, *storage)};
+  if (opt.tail_prior) {
+    // log of each row's share of its cluster (rows in the reordered order), f16.
+    std::vector<float> lp((size_t)V);
+    const double u = std::clamp((double)opt.prior_uniform, 1e-6, 1.0);
+    for (int64_t c = 0; c < K; ++c) {
+      const int64_t lo = cl.offsets[(size_t)c], hi = cl.offsets[(size_t)c + 1];
+      double m = 0.0;
+      for (int64_t r = lo; r < hi; ++r) m += token_mass[(size_t)cl.tokens[(size_t)r]];
+      for (int64_t r = lo; r < hi; ++r) {
+        const double share = m > 0.0 ? token_mass[(size_t)cl.tokens[(size_t)r]] / m : 1.0 / (double)(hi - lo);
+        lp[(size_t)r] = (float)std::log((1.0 - u) * share + u / (double)(hi - lo));
+      }
+    }
+    repl.push_back(make_vector_f16("head.cluster.log_prior", lp, *storage));
+  }
   for (size_t i = 1; i < repl.size(); ++i) rep.cluster_bytes += repl[i].nbytes;
   mf.storage.push_back(storage);
   replace_tensor(mf, "head.weight", repl);
@@ -471,6 +510,8 @@ Status compress_head(ModelFile& mf, const Model& dense, const float* hidden, int
   mf.metadata["rwkv_edge.compress.head.calib_rows"] = std::to_string(n_rows);
   mf.metadata["rwkv_edge.compress.head.heldout_kl"] =
       num(rep.epochs.empty() ? 0.0 : rep.epochs.back().heldout_kl);
+  mf.metadata["rwkv_edge.compress.head.tail"] =
+      opt.tail_prior ? "prior (uniform share " + num(opt.prior_uniform) + ")" : std::string("uniform");
   if (report != nullptr) *report = rep;
   return Status::OK();
 }

@@ -80,9 +80,10 @@ HeadClustering make_clustering(const std::vector<int32_t>& labels, int64_t k);
 // --- distillation ---------------------------------------------------------------------------
 
 // Cluster targets p [n x K] of the hidden rows h [n x C] under the dense head W [V x C]
-// (any weight type): p[i][c] = Σ_{t in c} softmax(W h_i)[t].
+// (any weight type): p[i][c] = Σ_{t in c} softmax(W h_i)[t]. With token_mass, also
+// (*token_mass)[t] = Σ_i softmax(W h_i)[t] (resized to V).
 std::vector<float> cluster_targets(const kern::MatView& head, const float* h, int64_t n,
-                                   const HeadClustering& cl);
+                                   const HeadClustering& cl, std::vector<double>* token_mass = nullptr);
 
 struct DistillOptions {
   int epochs = 8;          // passes over the training rows. Default: 8.
@@ -129,6 +130,12 @@ struct HeadOptions {
   int64_t k_max = 100;
   // Type of head.cluster.weight in the file (f32, f16, q8_0, i8r). Default: f32 (it is small).
   DType cluster_type = DType::kF32;
+  // Write head.cluster.log_prior: each token's share of its cluster, so that an unchosen
+  // cluster's mass is spread by it instead of evenly (engine/models/head.h). The share is
+  // (1 - prior_uniform) * (the dense head's mean probability of the token over the calibration
+  // rows) / (the same summed over its cluster) + prior_uniform / n_c. Default: off.
+  bool tail_prior = false;
+  float prior_uniform = 0.1f;  // REQUIRES: 0 < prior_uniform <= 1. Default: 0.1.
   uint64_t seed = 1;
 };
 

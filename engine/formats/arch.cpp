@@ -312,12 +312,13 @@ Status check_tensor(const ModelFile& mf, const std::string& name, const Spec& s,
 }
 
 // The clustered head (issue 6, engine/models/head.h), optional: head.cluster.weight [K x C],
-// head.cluster.offsets [K+1], head.cluster.tokens [V], head.cluster.bias [K] (optional).
+// head.cluster.offsets [K+1], head.cluster.tokens [V], head.cluster.bias [K] and
+// head.cluster.log_prior [V] (both optional).
 // Values (offsets monotone, tokens a permutation) are checked when the model is built.
 Status check_cluster_head(const ModelFile& mf, const Dims& d) {
   const TensorRef* w = mf.find("head.cluster.weight");
   if (w == nullptr) {
-    for (const char* n : {"head.cluster.offsets", "head.cluster.tokens", "head.cluster.bias"}) {
+    for (const char* n : {"head.cluster.offsets", "head.cluster.tokens", "head.cluster.bias", "head.cluster.log_prior"}) {
       if (mf.find(n) != nullptr) return tensor_error(mf, n, "is present without head.cluster.weight");
     }
     return Status::OK();
@@ -332,7 +333,8 @@ Status check_cluster_head(const ModelFile& mf, const Dims& d) {
   }
   if (mf.find("head.weight") == nullptr) return tensor_error(mf, "head.weight", "a clustered head needs the dense rows");
   const struct { const char* name; int64_t n; bool required; } vecs[] = {
-      {"head.cluster.offsets", K + 1, true}, {"head.cluster.tokens", d.V, true}, {"head.cluster.bias", K, false}};
+      {"head.cluster.offsets", K + 1, true}, {"head.cluster.tokens", d.V, true}, {"head.cluster.bias", K, false},
+      {"head.cluster.log_prior", d.V, false}};
   for (const auto& v : vecs) {
     const TensorRef* t = mf.find(v.name);
     if (t == nullptr) {

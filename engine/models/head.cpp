@@ -109,6 +109,30 @@ Result<std::unique_ptr<ClusteredHead>> ClusteredHead::from_file(const ModelFile&
     if (seen[(size_t)t]) return head_error(mf, "head.cluster.tokens", "token " + std::to_string(t) + " appears twice");
     seen[(size_t)t] = 1;
   }
+  if (const TensorRef* lp = mf.find("head.cluster.log_prior"); lp != nullptr && settings.use_prior) {
+    if (lp->n_elements() != V || (lp->type != DType::kF32 && lp->type != DType::kF16)) {
+      return head_error(mf, "head.cluster.log_prior", "must be an f32/f16 vector of " + std::to_string(V) + " elements");
+    }
+    h->log_prior_.resize((size_t)V);
+    dequantize_row(lp->type, lp->data, h->log_prior_.data(), V);
+    // Renormalise each cluster's shares in double (f16 storage rounds them), so every unchosen
+    // cluster carries exactly its mass.
+    for (int64_t c = 0; c < K; ++c) {
+      const int32_t lo = h->offsets_[(size_t)c], hi = h->offsets_[(size_t)c + 1];
+      double mx = -INFINITY;
+      for (int32_t r = lo; r < hi; ++r) {
+        const float v = h->log_prior_[(size_t)r];
+        if (!std::isfinite(v)) {
+          return head_error(mf, "head.cluster.log_prior", "element " + std::to_string(r) + " is not finite");
+        }
+        mx = std::max(mx, (double)v);
+      }
+      double sum = 0.0;
+      for (int32_t r = lo; r < hi; ++r) sum += std::exp((double)h->log_prior_[(size_t)r] - mx);
+      const double lse = mx + std::log(sum);
+      for (int32_t r = lo; r < hi; ++r) h->log_prior_[(size_t)r] = (float)((double)h->log_prior_[(size_t)r] - lse);
+    }
+  }
   h->cluster_b_.assign((size_t)K, 0.0f);
   if (const TensorRef* b = mf.find("head.cluster.bias")) {
     if (b->n_elements() != K || (b->type != DType::kF32 && b->type != DType::kF16)) {
@@ -265,7 +289,8 @@ Status ClusteredHead::compute_checked(const float* h, int64_t n, float* const* o
     }
   }
   if (cache_lock.owns_lock()) cache_lock.unlock();
-  // 4. Pseudo-logits of the other clusters: m + log(Q · p_j / (P · n_j)), computed in the log
+  // 4. Pseudo-logits of the other clusters: m + log(Q · p_j / (P · n_j)) (or with log π_t in
+  // place of -log n_j when the file has a prior), computed in the log
   // domain (log p_j from the cluster log-softmax) so that clusters whose p_j underflows still
   // get a finite logit.
   std::vector<uint8_t> chosen((size_t)K);
@@ -293,6 +318,13 @@ Status ClusteredHead::compute_checked(const float* h, int64_t n, float* const* o
     const double base = (double)mx + std::log(Q) - std::log(P);
     for (int64_t c = 0; c < K; ++c) {
       if (chosen[(size_t)c]) continue;
+      if (!log_prior_.empty()) {
+        const double cb = base + (double)lp[c];
+        for (int32_t r = offsets_[(size_t)c]; r < offsets_[(size_t)c + 1]; ++r) {
+          dst[tokens_[(size_t)r]] = (float)(cb + (double)log_prior_[(size_t)r]);
+        }
+        continue;
+      }
       const float v = (float)(base + (double)lp[c] - (double)log_size_[(size_t)c]);
       for (int32_t r = offsets_[(size_t)c]; r < offsets_[(size_t)c + 1]; ++r) dst[tokens_[(size_t)r]] = v;
     }

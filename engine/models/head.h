@@ -14,7 +14,10 @@
 //     m + log(Q · p_j / (P · n_j)),   m = max exact logit, Q = Σ_exact exp(l − m),
 //                                     P = Σ_chosen p_c,
 // i.e. cluster j's share p_j of the (estimated) partition function Q / P spread evenly over its
-// tokens. So the caller always receives n_vocab logits in the original token order and the
+// tokens. When the file has head.cluster.log_prior (`compress --head-prior`), the share is
+// spread by it instead: token t of cluster j gets m + log(Q · p_j / P) + log π_t, where π is the
+// token's share of its cluster (Σ_{t in j} π_t = 1, renormalised at load), so the unchosen
+// clusters still carry exactly p_j / P of the estimated partition function each. So the caller always receives n_vocab logits in the original token order and the
 // sampler sees a proper distribution. With p_min >= 1 every cluster is chosen and the logits
 // are the dense head's (up to float summation order).
 //
@@ -25,6 +28,7 @@
 //   head.cluster.offsets   [K+1]    f32 holding integers: rows of cluster c are
 //                                   [offsets[c], offsets[c+1]); offsets[0] = 0, offsets[K] = V
 //   head.cluster.tokens    [V]      f32 holding integers: original token id of each head row
+//   head.cluster.log_prior [V]      optional, f32 or f16: log π of each head row (head-row order)
 // Offsets and token ids are stored as f32 because the GGUF path has no integer tensor type;
 // f32 is exact for integers below 2^24, and n_vocab is checked to be below that at load.
 // Metadata rwkv_edge.head.p_min / k_min / k_max (strings) give the default settings.
@@ -72,6 +76,9 @@ struct ClusterHeadSettings {
   int64_t k_min = 3;
   // At most k_max clusters (applies only when p_min < 1; at least k_min). Default: 100.
   int64_t k_max = 100;
+  // Spread unchosen clusters' mass by head.cluster.log_prior when the file has it; false
+  // spreads it evenly (the paper's formula) regardless. Default: true.
+  bool use_prior = true;
 };
 
 // Counters since construction (or reset_stats()): rows = head evaluations (one per token whose
@@ -117,6 +124,8 @@ class ClusteredHead {
   int64_t n_vocab() const { return rows_.rows; }
   int64_t n_embd() const { return rows_.cols; }
   const ClusterHeadSettings& settings() const { return settings_; }
+  // Are unchosen clusters' masses spread by the file's per-token prior?
+  bool uses_prior() const { return !log_prior_.empty(); }
   // Expected fraction of head.weight's rows read per token: the file's measured
   // rwkv_edge.head.row_fraction at its own settings; 1 when the settings are overridden (not
   // measured) or p_min >= 1.
@@ -140,6 +149,7 @@ class ClusteredHead {
   std::vector<int32_t> offsets_;    // [K+1]
   std::vector<int32_t> tokens_;     // [V]
   std::vector<float> log_size_;     // [K] log n_c
+  std::vector<float> log_prior_;    // [V] log π per head row; empty: spread evenly
   store::ClusterCache* cache_ = nullptr;  // null: rows_ is read in place
   double expected_row_fraction_ = 1.0;
 

@@ -266,6 +266,62 @@ TEST_CASE("pseudo-logits follow m + log(Q p_j / (P n_j))") {
   CHECK(std::exp(pseudo1 - m) * 3 / zsum == doctest::Approx(p[1]).epsilon(1e-5));
 }
 
+TEST_CASE("with a per-token prior an unchosen cluster keeps its mass, spread by the prior") {
+  // The file of the previous case plus head.cluster.log_prior (head-row order 1,4 | 0,3,5 | 2),
+  // unnormalised on purpose: the head renormalises each cluster's shares at load.
+  const int64_t V = 6, C = 2;
+  const std::vector<float> w = {1, 0, 0.5f, 0.5f, -1, 2, 0, 1, 2, 1, -0.5f, -0.5f};
+  const HeadClustering cl = compress::make_clustering({1, 0, 2, 1, 0, 1}, 3);
+  const std::vector<float> cw = {1, 1, 0, 1, -1, 0}, cb = {0.1f, 0.0f, -0.2f};
+  ModelFile mf = head_file(w, V, C, cl, cw, cb);
+  const double share[6] = {0.5, 0.5, 0.6, 0.3, 0.1, 1.0};  // π of rows 0..5 within their clusters
+  std::vector<float> lp(6);
+  for (int r = 0; r < 6; ++r) lp[(size_t)r] = (float)std::log(share[r] * 7.0);  // scaled: sums are 7, not 1
+  auto st = std::make_shared<BufferStorage>();
+  mf.add_tensor(f32_tensor("head.cluster.log_prior", lp, V, 0, *st));
+  mf.storage.push_back(st);
+  ClusterHeadSettings set;
+  set.p_min = 0.5f;
+  set.k_min = 1;
+  set.k_max = 1;
+  auto h = ClusteredHead::from_file(mf, set);
+  REQUIRE(h.ok());
+  CHECK(h.value()->uses_prior());
+  const float x[2] = {0.7f, 0.4f};
+  std::vector<float> out((size_t)V), flat((size_t)V);
+  float* dst = out.data();
+  h.value()->compute(x, 1, &dst);
+  set.use_prior = false;
+  auto u = ClusteredHead::from_file(mf, set);
+  REQUIRE(u.ok());
+  CHECK_FALSE(u.value()->uses_prior());
+  dst = flat.data();
+  u.value()->compute(x, 1, &dst);
+  // Chosen cluster 0 (tokens 1, 4): exact logits either way.
+  CHECK(out[1] == flat[1]);
+  CHECK(out[4] == flat[4]);
+  // Cluster 1 (tokens 0, 3, 5 at rows 2, 3, 4): the same total mass as the even spread, split
+  // 0.6 / 0.3 / 0.1; cluster 2 (one token): unchanged.
+  const double m = out[4];
+  const double even = 3 * std::exp((double)flat[0] - m);
+  const double mass = std::exp((double)out[0] - m) + std::exp((double)out[3] - m) + std::exp((double)out[5] - m);
+  CHECK(mass == doctest::Approx(even).epsilon(1e-5));
+  CHECK(std::exp((double)out[0] - m) / mass == doctest::Approx(0.6).epsilon(1e-5));
+  CHECK(std::exp((double)out[3] - m) / mass == doctest::Approx(0.3).epsilon(1e-5));
+  CHECK(std::exp((double)out[5] - m) / mass == doctest::Approx(0.1).epsilon(1e-5));
+  CHECK(out[2] == doctest::Approx(flat[2]).epsilon(1e-6));
+  // A non-finite prior is an error naming the tensor.
+  ModelFile bad = head_file(w, V, C, cl, cw, cb);
+  std::vector<float> nan_lp = lp;
+  nan_lp[3] = NAN;
+  auto st2 = std::make_shared<BufferStorage>();
+  bad.add_tensor(f32_tensor("head.cluster.log_prior", nan_lp, V, 0, *st2));
+  bad.storage.push_back(st2);
+  auto e = ClusteredHead::from_file(bad, {});
+  REQUIRE_FALSE(e.ok());
+  CHECK(e.status().message().find("head.cluster.log_prior") != std::string::npos);
+}
+
 TEST_CASE("cluster choice respects p_min, k_min and k_max") {
   Synth s;
   compress::KMeansOptions ko;
@@ -311,7 +367,7 @@ struct TinyCase {
   compress::HeadReport report;
 };
 
-TinyCase compress_tiny(const std::string& file, int64_t K, float p_min) {
+TinyCase compress_tiny(const std::string& file, int64_t K, float p_min, bool prior = false) {
   TinyCase tc;
   auto m = Model::load(test::tiny_model(file), {});
   REQUIRE_MESSAGE(m.ok(), m.status().to_string());
@@ -327,6 +383,7 @@ TinyCase compress_tiny(const std::string& file, int64_t K, float p_min) {
   opt.clusters = K;
   opt.p_min = p_min;
   opt.distill.epochs = 3;
+  opt.tail_prior = prior;
   Status st = compress::compress_head(tc.compressed, *tc.dense, probe.hidden.data(), probe.n_rows, opt, &tc.report);
   REQUIRE_MESSAGE(st.ok(), st.to_string());
   REQUIRE(finalize_model_file(tc.compressed, true).ok());
@@ -377,6 +434,72 @@ TEST_CASE("tiny golden model with a clustered head at p_min = 1 reproduces its d
 }  // namespace rwkv
 
 namespace rwkv {
+
+TEST_CASE("compress --head-prior: shares from the dense head, lossless at p_min = 1, a closer tail below it") {
+  TinyCase tc = compress_tiny("tiny-rwkv-5v2-730K-FP32.bin", 10, 1.0f, true);
+  const TensorRef* lp = tc.compressed.find("head.cluster.log_prior");
+  REQUIRE(lp != nullptr);
+  CHECK(lp->type == DType::kF16);
+  CHECK(tc.compressed.metadata["rwkv_edge.compress.head.tail"].rfind("prior", 0) == 0);
+  // Each cluster's shares sum to 1 up to the f16 rounding of their logs.
+  std::vector<float> v((size_t)lp->n_elements());
+  dequantize_row(lp->type, lp->data, v.data(), lp->n_elements());
+  std::vector<int32_t> off;
+  {
+    const TensorRef* o = tc.compressed.find("head.cluster.offsets");
+    std::vector<float> of((size_t)o->n_elements());
+    dequantize_row(o->type, o->data, of.data(), o->n_elements());
+    for (float f : of) off.push_back((int32_t)f);
+  }
+  for (size_t c = 0; c + 1 < off.size(); ++c) {
+    double sum = 0.0;
+    for (int32_t r = off[c]; r < off[c + 1]; ++r) sum += std::exp((double)v[(size_t)r]);
+    CHECK(sum == doctest::Approx(1.0).epsilon(2e-3));
+  }
+  const std::vector<int32_t> toks = {0x22, 0x69, 0x6E, 0x20, 0x74, 0x68, 0x65, 0x20, 0x62, 0x65, 0x73, 0x74};
+  const std::vector<float> dense = test::all_logits(*tc.dense, toks);
+  // p_min = 1: every cluster is exact, the prior is never used.
+  auto cm = Model::from_file(tc.compressed, {});
+  REQUIRE(cm.ok());
+  const std::vector<float> exact = test::all_logits(*cm.value(), toks);
+  float worst = 0.0f;
+  for (size_t i = 0; i < dense.size(); ++i) worst = std::max(worst, std::fabs(dense[i] - exact[i]));
+  CHECK(worst < 1e-4f);
+  // One cluster per token: the KL to the dense distribution is smaller with the prior than with
+  // the even spread, since the prior is the dense head's own average over the calibration text.
+  auto kl_for = [&](bool uniform) {
+    LoadOptions lo;
+    lo.head_p_min = 0.01;
+    lo.head_k_min = 1;
+    lo.head_k_max = 1;
+    lo.head_uniform_tail = uniform;
+    auto am = Model::from_file(tc.compressed, lo);
+    REQUIRE(am.ok());
+    CHECK(am.value()->clustered_head()->uses_prior() == !uniform);
+    const std::vector<float> a = test::all_logits(*am.value(), toks);
+    const int64_t V = am.value()->hparams().n_vocab;
+    double kl = 0.0;
+    for (size_t i = 0; i < toks.size(); ++i) {
+      const float* p = dense.data() + i * V;
+      const float* q = a.data() + i * V;
+      const double mp = *std::max_element(p, p + V), mq = *std::max_element(q, q + V);
+      double sp = 0.0, sq = 0.0;
+      for (int64_t t = 0; t < V; ++t) {
+        sp += std::exp(p[t] - mp);
+        sq += std::exp(q[t] - mq);
+      }
+      for (int64_t t = 0; t < V; ++t) {
+        const double lpp = p[t] - mp - std::log(sp), lqq = q[t] - mq - std::log(sq);
+        kl += std::exp(lpp) * (lpp - lqq);
+      }
+    }
+    return kl / (double)toks.size();
+  };
+  const double kl_prior = kl_for(false), kl_even = kl_for(true);
+  CAPTURE(kl_prior);
+  CAPTURE(kl_even);
+  CHECK(kl_prior < kl_even);
+}
 
 TEST_CASE("BytesMeter counts the clustered head's chosen rows from its statistics") {
   TinyCase tc = compress_tiny("tiny-rwkv-5v2-730K-FP32.bin", 10, 0.5f);
