@@ -193,14 +193,8 @@ HeadClustering make_clustering(const std::vector<int32_t>& labels, int64_t k) {
 
 // --- distillation ---------------------------------------------------------------------------
 
-std::vector<float> cluster_targets(const kern::MatView& head, const float* h, int64_t n, const HeadClustering& cl,
-                                   std::vector<double>* token_mass) {
+std::vector<float> cluster_targets(const kern::MatView& head, const float* h, int64_t n, const HeadClustering& cl) {
   const int64_t V = head.rows, C = head.cols, K = cl.n_clusters();
-  std::vector<double> e_row;
-  if (token_mass != nullptr) {
-    token_mass->assign((size_t)V, 0.0);
-    e_row.resize((size_t)V);
-  }
   std::vector<float> p((size_t)(n * K), 0.0f);
   const int64_t B = 64;
   std::vector<float> logits((size_t)(B * V));
@@ -217,16 +211,51 @@ std::vector<float> cluster_targets(const kern::MatView& head, const float* h, in
         const double e = std::exp((double)(l[t] - mx));
         acc[(size_t)cl.labels[(size_t)t]] += e;
         s += e;
-        if (token_mass != nullptr) e_row[(size_t)t] = e;
       }
       float* dst = p.data() + (i0 + j) * K;
       for (int64_t c = 0; c < K; ++c) dst[c] = (float)(acc[(size_t)c] / s);
-      if (token_mass != nullptr) {
-        for (int64_t t = 0; t < V; ++t) (*token_mass)[(size_t)t] += e_row[(size_t)t] / s;
-      }
     }
   }
   return p;
+}
+
+std::vector<double> tail_token_mass(const kern::MatView& head, const float* h, int64_t n, const HeadClustering& cl,
+                                    float p_min, int64_t k_min, int64_t k_max) {
+  const int64_t V = head.rows, C = head.cols, K = cl.n_clusters();
+  std::vector<double> mass((size_t)V, 0.0), e((size_t)V), acc((size_t)K);
+  std::vector<int32_t> order((size_t)K);
+  std::vector<uint8_t> chosen((size_t)K);
+  const int64_t kmin = std::min(K, std::max<int64_t>(0, k_min));
+  const int64_t kmax = p_min >= 1.0f ? K : std::min(K, std::max(k_max, kmin));
+  const int64_t B = 64;
+  std::vector<float> logits((size_t)(B * V));
+  for (int64_t i0 = 0; i0 < n; i0 += B) {
+    const int64_t m = std::min(B, n - i0);
+    kern::kernels().gemm(head, h + i0 * C, C, m, logits.data(), V);
+    for (int64_t j = 0; j < m; ++j) {
+      const float* l = logits.data() + j * V;
+      const float mx = *std::max_element(l, l + V);
+      std::fill(acc.begin(), acc.end(), 0.0);
+      double s = 0.0;
+      for (int64_t t = 0; t < V; ++t) {
+        e[(size_t)t] = std::exp((double)(l[t] - mx));
+        acc[(size_t)cl.labels[(size_t)t]] += e[(size_t)t];
+        s += e[(size_t)t];
+      }
+      std::iota(order.begin(), order.end(), 0);
+      std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return acc[(size_t)a] > acc[(size_t)b] || (acc[(size_t)a] == acc[(size_t)b] && a < b); });
+      std::fill(chosen.begin(), chosen.end(), 0);
+      double taken = 0.0;
+      for (int64_t c = 0; c < kmax && (c < kmin || taken < (double)p_min * s || p_min >= 1.0f); ++c) {
+        chosen[(size_t)order[(size_t)c]] = 1;
+        taken += acc[(size_t)order[(size_t)c]];
+      }
+      for (int64_t t = 0; t < V; ++t) {
+        if (!chosen[(size_t)cl.labels[(size_t)t]]) mass[(size_t)t] += e[(size_t)t] / s;
+      }
+    }
+  }
+  return mass;
 }
 
 double cluster_kl(const float* h, const float* p, int64_t begin, int64_t end, int64_t C, int64_t K,
@@ -400,8 +429,7 @@ Status compress_head(ModelFile& mf, const Model& dense, const float* hidden, int
   hv.cols = C;
   hv.rows = V;
   hv.data = head->data;
-  std::vector<double> token_mass;
-  const std::vector<float> p = cluster_targets(hv, hidden, n_rows, cl, opt.tail_prior ? &token_mass : nullptr);
+  const std::vector<float> p = cluster_targets(hv, hidden, n_rows, cl);
 
   // 3. Init from the mean of each cluster's rows; bias 0 or log n_c, whichever fits the
   // training rows better; then Adam.
@@ -478,6 +506,8 @@ Status compress_head(ModelFile& mf, const Model& dense, const float* hidden, int
                                  make_vector_f32("head.cluster.tokens", toks, *storage)};
   if (opt.tail_prior) {
     // log of each row's share of its cluster (rows in the reordered order), f16.
+    say("prior", "tail prior from " + std::to_string(n_rows) + " calibration rows");
+    const std::vector<double> token_mass = tail_token_mass(hv, hidden, n_rows, cl, opt.p_min, opt.k_min, opt.k_max);
     std::vector<float> lp((size_t)V);
     const double u = std::clamp((double)opt.prior_uniform, 1e-6, 1.0);
     for (int64_t c = 0; c < K; ++c) {
