@@ -37,28 +37,20 @@ std::string fmt(const char* f, double a, double b = 0.0, double c = 0.0) {
   return buf;
 }
 
-TensorRef make_vector_f32(const std::string& name, const std::vector<float>& v, BufferStorage& storage) {
+// A 1-D tensor of v in f32 or f16, its bytes in `storage`.
+TensorRef make_vector(const std::string& name, const std::vector<float>& v, DType type, BufferStorage& storage) {
   TensorRef t;
   t.name = name;
-  t.type = DType::kF32;
+  t.type = type;
   t.n_dims = 1;
   t.ne[0] = (int64_t)v.size();
-  t.nbytes = v.size() * sizeof(float);
+  t.nbytes = v.size() * (type == DType::kF16 ? sizeof(uint16_t) : sizeof(float));
   uint8_t* dst = storage.add(t.nbytes);
-  std::memcpy(dst, v.data(), t.nbytes);
-  t.data = dst;
-  return t;
-}
-
-TensorRef make_vector_f16(const std::string& name, const std::vector<float>& v, BufferStorage& storage) {
-  TensorRef t;
-  t.name = name;
-  t.type = DType::kF16;
-  t.n_dims = 1;
-  t.ne[0] = (int64_t)v.size();
-  t.nbytes = v.size() * sizeof(uint16_t);
-  uint8_t* dst = storage.add(t.nbytes);
-  kern::kernels().f32_to_f16(v.data(), reinterpret_cast<uint16_t*>(dst), (int64_t)v.size());
+  if (type == DType::kF16) {
+    kern::kernels().f32_to_f16(v.data(), reinterpret_cast<uint16_t*>(dst), (int64_t)v.size());
+  } else {
+    std::memcpy(dst, v.data(), t.nbytes);
+  }
   t.data = dst;
   return t;
 }
@@ -193,42 +185,17 @@ HeadClustering make_clustering(const std::vector<int32_t>& labels, int64_t k) {
 
 // --- distillation ---------------------------------------------------------------------------
 
-std::vector<float> cluster_targets(const kern::MatView& head, const float* h, int64_t n, const HeadClustering& cl) {
-  const int64_t V = head.rows, C = head.cols, K = cl.n_clusters();
-  std::vector<float> p((size_t)(n * K), 0.0f);
-  const int64_t B = 64;
-  std::vector<float> logits((size_t)(B * V));
-  std::vector<double> acc((size_t)K);
-  for (int64_t i0 = 0; i0 < n; i0 += B) {
-    const int64_t m = std::min(B, n - i0);
-    kern::kernels().gemm(head, h + i0 * C, C, m, logits.data(), V);
-    for (int64_t j = 0; j < m; ++j) {
-      const float* l = logits.data() + j * V;
-      const float mx = *std::max_element(l, l + V);
-      std::fill(acc.begin(), acc.end(), 0.0);
-      double s = 0.0;
-      for (int64_t t = 0; t < V; ++t) {
-        const double e = std::exp((double)(l[t] - mx));
-        acc[(size_t)cl.labels[(size_t)t]] += e;
-        s += e;
-      }
-      float* dst = p.data() + (i0 + j) * K;
-      for (int64_t c = 0; c < K; ++c) dst[c] = (float)(acc[(size_t)c] / s);
-    }
-  }
-  return p;
-}
+namespace {
 
-std::vector<double> tail_token_mass(const kern::MatView& head, const float* h, int64_t n, const HeadClustering& cl,
-                                    float p_min, int64_t k_min, int64_t k_max) {
+// f(i, e, acc, s) for every hidden row i of h [n x C] under the dense head W [V x C]:
+// e[t] = exp(l_t - max l) of the row's logits l = W h_i, acc[c] = Σ_{t in c} e[t], s = Σ_t e[t]
+// (so softmax = e / s). Rows go through the gemm 64 at a time.
+template <class F>
+void for_each_dense_softmax(const kern::MatView& head, const float* h, int64_t n, const HeadClustering& cl, F&& f) {
   const int64_t V = head.rows, C = head.cols, K = cl.n_clusters();
-  std::vector<double> mass((size_t)V, 0.0), e((size_t)V), acc((size_t)K);
-  std::vector<int32_t> order((size_t)K);
-  std::vector<uint8_t> chosen((size_t)K);
-  const int64_t kmin = std::min(K, std::max<int64_t>(0, k_min));
-  const int64_t kmax = p_min >= 1.0f ? K : std::min(K, std::max(k_max, kmin));
   const int64_t B = 64;
   std::vector<float> logits((size_t)(B * V));
+  std::vector<double> e((size_t)V), acc((size_t)K);
   for (int64_t i0 = 0; i0 < n; i0 += B) {
     const int64_t m = std::min(B, n - i0);
     kern::kernels().gemm(head, h + i0 * C, C, m, logits.data(), V);
@@ -242,19 +209,46 @@ std::vector<double> tail_token_mass(const kern::MatView& head, const float* h, i
         acc[(size_t)cl.labels[(size_t)t]] += e[(size_t)t];
         s += e[(size_t)t];
       }
-      std::iota(order.begin(), order.end(), 0);
-      std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return acc[(size_t)a] > acc[(size_t)b] || (acc[(size_t)a] == acc[(size_t)b] && a < b); });
-      std::fill(chosen.begin(), chosen.end(), 0);
-      double taken = 0.0;
-      for (int64_t c = 0; c < kmax && (c < kmin || taken < (double)p_min * s || p_min >= 1.0f); ++c) {
-        chosen[(size_t)order[(size_t)c]] = 1;
-        taken += acc[(size_t)order[(size_t)c]];
-      }
-      for (int64_t t = 0; t < V; ++t) {
-        if (!chosen[(size_t)cl.labels[(size_t)t]]) mass[(size_t)t] += e[(size_t)t] / s;
-      }
+      f(i0 + j, e.data(), acc.data(), s);
     }
   }
+}
+
+}  // namespace
+
+std::vector<float> cluster_targets(const kern::MatView& head, const float* h, int64_t n, const HeadClustering& cl) {
+  const int64_t K = cl.n_clusters();
+  std::vector<float> p((size_t)(n * K), 0.0f);
+  for_each_dense_softmax(head, h, n, cl, [&](int64_t i, const double*, const double* acc, double s) {
+    float* dst = p.data() + i * K;
+    for (int64_t c = 0; c < K; ++c) dst[c] = (float)(acc[c] / s);
+  });
+  return p;
+}
+
+std::vector<double> tail_token_mass(const kern::MatView& head, const float* h, int64_t n, const HeadClustering& cl,
+                                    float p_min, int64_t k_min, int64_t k_max) {
+  const int64_t V = head.rows, K = cl.n_clusters();
+  std::vector<double> mass((size_t)V, 0.0);
+  std::vector<int32_t> order((size_t)K);
+  std::vector<uint8_t> chosen((size_t)K);
+  const int64_t kmin = std::min(K, std::max<int64_t>(0, k_min));
+  const int64_t kmax = p_min >= 1.0f ? K : std::min(K, std::max(k_max, kmin));
+  for_each_dense_softmax(head, h, n, cl, [&](int64_t, const double* e, const double* acc, double s) {
+    // The clusters a selection by the true masses would take; the others are the tail.
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(),
+              [&](int32_t a, int32_t b) { return acc[a] > acc[b] || (acc[a] == acc[b] && a < b); });
+    std::fill(chosen.begin(), chosen.end(), 0);
+    double taken = 0.0;
+    for (int64_t c = 0; c < kmax && (c < kmin || taken < (double)p_min * s || p_min >= 1.0f); ++c) {
+      chosen[(size_t)order[(size_t)c]] = 1;
+      taken += acc[order[(size_t)c]];
+    }
+    for (int64_t t = 0; t < V; ++t) {
+      if (!chosen[(size_t)cl.labels[(size_t)t]]) mass[(size_t)t] += e[t] / s;
+    }
+  });
   return mass;
 }
 
@@ -501,9 +495,9 @@ Status compress_head(ModelFile& mf, const Model& dense, const float* hidden, int
   Result<TensorRef> cw = make_matrix("head.cluster.weight", w.data(), K, C, opt.cluster_type, *storage);
   if (!cw.ok()) return cw.status();
   std::vector<float> offs(cl.offsets.begin(), cl.offsets.end()), toks(cl.tokens.begin(), cl.tokens.end());
-  std::vector<TensorRef> repl = {new_head, cw.value(), make_vector_f32("head.cluster.bias", b, *storage),
-                                 make_vector_f32("head.cluster.offsets", offs, *storage),
-                                 make_vector_f32("head.cluster.tokens", toks, *storage)};
+  std::vector<TensorRef> repl = {new_head, cw.value(), make_vector("head.cluster.bias", b, DType::kF32, *storage),
+                                 make_vector("head.cluster.offsets", offs, DType::kF32, *storage),
+                                 make_vector("head.cluster.tokens", toks, DType::kF32, *storage)};
   if (opt.tail_prior) {
     // log of each row's share of its cluster (rows in the reordered order), f16.
     say("prior", "tail prior from " + std::to_string(n_rows) + " calibration rows");
@@ -519,7 +513,7 @@ Status compress_head(ModelFile& mf, const Model& dense, const float* hidden, int
         lp[(size_t)r] = (float)std::log((1.0 - u) * share + u / (double)(hi - lo));
       }
     }
-    repl.push_back(make_vector_f16("head.cluster.log_prior", lp, *storage));
+    repl.push_back(make_vector("head.cluster.log_prior", lp, DType::kF16, *storage));
   }
   for (size_t i = 1; i < repl.size(); ++i) rep.cluster_bytes += repl[i].nbytes;
   mf.storage.push_back(storage);

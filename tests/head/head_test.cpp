@@ -230,19 +230,29 @@ TEST_CASE("clustered head with p_min = 1 gives the dense logits in token order")
   CHECK(st.head_rows == (uint64_t)(n * s.V));
 }
 
-TEST_CASE("pseudo-logits follow m + log(Q p_j / (P n_j))") {
-  // V = 6, C = 2, K = 3: cluster 0 = tokens {4, 1}, cluster 1 = {0, 3, 5}, cluster 2 = {2}.
-  const int64_t V = 6, C = 2;
+// A hand-checkable head: V = 6, C = 2, K = 3: cluster 0 = tokens {4, 1}, cluster 1 = {0, 3, 5},
+// cluster 2 = {2}; with one cluster per row (`settings`) x = (0.7, 0.4) takes cluster 0.
+struct SixTokenHead {
+  static constexpr int64_t V = 6, C = 2;
   const std::vector<float> w = {1, 0, 0.5f, 0.5f, -1, 2, 0, 1, 2, 1, -0.5f, -0.5f};  // token t: row t
   const HeadClustering cl = compress::make_clustering({1, 0, 2, 1, 0, 1}, 3);
-  REQUIRE(cl.tokens == std::vector<int32_t>{1, 4, 0, 3, 5, 2});
   const std::vector<float> cw = {1, 1, 0, 1, -1, 0}, cb = {0.1f, 0.0f, -0.2f};
-  ModelFile mf = head_file(w, V, C, cl, cw, cb);
-  ClusterHeadSettings set;
-  set.p_min = 0.5f;
-  set.k_min = 1;
-  set.k_max = 1;
-  auto h = ClusteredHead::from_file(mf, set);
+  ModelFile file() const { return head_file(w, V, C, cl, cw, cb); }
+  static ClusterHeadSettings settings() {
+    ClusterHeadSettings set;
+    set.p_min = 0.5f;
+    set.k_min = 1;
+    set.k_max = 1;
+    return set;
+  }
+};
+
+TEST_CASE("pseudo-logits follow m + log(Q p_j / (P n_j))") {
+  const SixTokenHead six;
+  const int64_t V = six.V;
+  REQUIRE(six.cl.tokens == std::vector<int32_t>{1, 4, 0, 3, 5, 2});
+  ModelFile mf = six.file();
+  auto h = ClusteredHead::from_file(mf, SixTokenHead::settings());
   REQUIRE(h.ok());
   const float x[2] = {0.7f, 0.4f};
   std::vector<float> out((size_t)V);
@@ -267,23 +277,18 @@ TEST_CASE("pseudo-logits follow m + log(Q p_j / (P n_j))") {
 }
 
 TEST_CASE("with a per-token prior an unchosen cluster keeps its mass, spread by the prior") {
-  // The file of the previous case plus head.cluster.log_prior (head-row order 1,4 | 0,3,5 | 2),
+  // The six-token head plus head.cluster.log_prior (head-row order 1,4 | 0,3,5 | 2),
   // unnormalised on purpose: the head renormalises each cluster's shares at load.
-  const int64_t V = 6, C = 2;
-  const std::vector<float> w = {1, 0, 0.5f, 0.5f, -1, 2, 0, 1, 2, 1, -0.5f, -0.5f};
-  const HeadClustering cl = compress::make_clustering({1, 0, 2, 1, 0, 1}, 3);
-  const std::vector<float> cw = {1, 1, 0, 1, -1, 0}, cb = {0.1f, 0.0f, -0.2f};
-  ModelFile mf = head_file(w, V, C, cl, cw, cb);
+  const SixTokenHead six;
+  const int64_t V = six.V;
+  ModelFile mf = six.file();
   const double share[6] = {0.5, 0.5, 0.6, 0.3, 0.1, 1.0};  // π of rows 0..5 within their clusters
   std::vector<float> lp(6);
   for (int r = 0; r < 6; ++r) lp[(size_t)r] = (float)std::log(share[r] * 7.0);  // scaled: sums are 7, not 1
   auto st = std::make_shared<BufferStorage>();
   mf.add_tensor(f32_tensor("head.cluster.log_prior", lp, V, 0, *st));
   mf.storage.push_back(st);
-  ClusterHeadSettings set;
-  set.p_min = 0.5f;
-  set.k_min = 1;
-  set.k_max = 1;
+  ClusterHeadSettings set = SixTokenHead::settings();
   auto h = ClusteredHead::from_file(mf, set);
   REQUIRE(h.ok());
   CHECK(h.value()->uses_prior());
@@ -311,7 +316,7 @@ TEST_CASE("with a per-token prior an unchosen cluster keeps its mass, spread by 
   CHECK(std::exp((double)out[5] - m) / mass == doctest::Approx(0.1).epsilon(1e-5));
   CHECK(out[2] == doctest::Approx(flat[2]).epsilon(1e-6));
   // A non-finite prior is an error naming the tensor.
-  ModelFile bad = head_file(w, V, C, cl, cw, cb);
+  ModelFile bad = six.file();
   std::vector<float> nan_lp = lp;
   nan_lp[3] = NAN;
   auto st2 = std::make_shared<BufferStorage>();
