@@ -1,6 +1,8 @@
 // serve: the OpenAI-style HTTP server. Wires the model, sessions, scheduler and routes; the
 // HTTP socket is up first so /health can say 503 while the model loads.
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <fstream>
 #include <thread>
 
@@ -44,6 +46,7 @@ int cmd_serve(int argc, char** argv) {
   int64_t port = 8080, threads = 0, max_sessions = 64, max_batch = 16, max_queue = 64, max_tokens = 4096,
           max_prompt = 16384, prefill_chunk = 64, prefix_cache_mb = 64, http_threads = 64, max_body = 1 << 20,
           drain_seconds = 10, spin_us = 500;
+  double session_ttl_hours = 0;
   p.add_string("--model", "M", "model file (default: the embedded default model)", &model);
   p.add_string("--host", "ADDR", "address to listen on", &host);
   p.add_int("--port", "N", "port (0 = any free port)", &port, 0, 65535);
@@ -57,6 +60,10 @@ int cmd_serve(int argc, char** argv) {
             &spin_us, 0, 1000000);
   p.add_int("--max-sessions", "N", "sessions kept in memory; idle ones beyond are written to --state-dir", &max_sessions, 1, 1 << 20);
   p.add_string("--state-dir", "DIR", "where idle sessions are kept (created if missing)", &state_dir);
+  p.add_float("--session-ttl-hours", "H",
+              "delete sessions idle for more than H hours, from memory and --state-dir (0 = keep them forever; "
+              "a bound on the directory's size when clients do not delete their sessions)",
+              &session_ttl_hours, 0.0, 1e6);
   p.add_int("--max-batch", "N", "sequences advanced together per step", &max_batch, 1, 256);
   p.add_int("--max-queue", "N", "requests waiting for a batch slot before 429", &max_queue, 0, 1 << 20);
   p.add_int("--max-tokens-limit", "N", "largest max_tokens a request may ask for", &max_tokens, 1, 1 << 20);
@@ -172,6 +179,24 @@ int cmd_serve(int argc, char** argv) {
       http.stop();
     });
   });
+  // Idle sessions past --session-ttl-hours are deleted every tenth of the TTL (at most every
+  // minute, at least every second).
+  asio::steady_timer expiry(io);
+  std::function<void()> schedule_expiry = [&] {
+    const double ttl_s = session_ttl_hours * 3600.0;
+    expiry.expires_after(std::chrono::milliseconds((int64_t)(1000.0 * std::clamp(ttl_s / 10.0, 1.0, 60.0))));
+    expiry.async_wait([&](const asio::error_code& ec) {
+      if (ec) return;
+      if (ctx.ready.load() && ctx.sessions) {
+        const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                std::chrono::system_clock::now().time_since_epoch()).count();
+        const size_t n = ctx.sessions->expire_idle(std::llround(ttl_s), now);
+        if (n > 0) server::log_info("deleted {} session(s) idle for more than {} h", n, session_ttl_hours);
+      }
+      schedule_expiry();
+    });
+  };
+  if (session_ttl_hours > 0) schedule_expiry();
   std::thread signal_thread([&] { io.run(); });
 
   http.run();  // returns after http.stop()

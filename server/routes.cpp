@@ -130,6 +130,7 @@ void handle_metrics(ServerContext& ctx, const HttpRequest& req, HttpResponse& re
     os << metric("rwkv_edge_sessions_active", "gauge", "Sessions held in memory.", (double)ctx.sessions->in_memory());
     os << metric("rwkv_edge_session_state_bytes", "gauge", "Bytes of session states in memory.", (double)ctx.sessions->memory_bytes());
     os << metric("rwkv_edge_session_evictions_total", "counter", "Sessions written to the state directory.", (double)ctx.sessions->evictions());
+    os << metric("rwkv_edge_sessions_expired_total", "counter", "Sessions deleted after --session-ttl-hours idle.", (double)ctx.sessions->expired());
     os << metric("rwkv_edge_session_restores_total", "counter", "Sessions read back from the state directory.", (double)ctx.sessions->restores());
   }
   if (ctx.model) {

@@ -321,6 +321,48 @@ Status SessionStore::persist_all() {
   return first;
 }
 
+size_t SessionStore::expire_idle(int64_t max_idle_s, int64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t cutoff = now - max_idle_s;
+  size_t n = 0;
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    Entry& e = it->second;
+    if (!e.data || e.busy || e.last_used >= cutoff) {
+      ++it;
+      continue;
+    }
+    lru_.erase(e.lru);
+    if (!dir_.empty()) std::remove(path_of(it->first).c_str());
+    it = entries_.erase(it);
+    ++n;
+  }
+  if (!dir_.empty()) {
+    std::error_code ec;
+    for (std::filesystem::directory_iterator d(dir_, ec), end; !ec && d != end; d.increment(ec)) {
+      const std::string name = d->path().filename().string();
+      const std::string suffix = ".session";
+      if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+      const std::string id = name.substr(0, name.size() - suffix.size());
+      if (!valid_id(id)) continue;
+      auto e = entries_.find(id);
+      if (e != entries_.end() && e->second.data) continue;  // in memory: judged above
+      struct stat sb;
+      if (stat(d->path().c_str(), &sb) != 0 || (int64_t)sb.st_mtime >= cutoff) continue;
+      if (std::remove(d->path().c_str()) == 0) {
+        if (e != entries_.end()) entries_.erase(e);
+        ++n;
+      }
+    }
+  }
+  expired_ += n;
+  return n;
+}
+
+size_t SessionStore::expired() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return expired_;
+}
+
 size_t SessionStore::in_memory() const {
   std::lock_guard<std::mutex> lock(mu_);
   return lru_.size();

@@ -9,7 +9,8 @@
 // owner it does not exist (NotFound), so ids cannot be probed. Idle sessions beyond
 // `max_in_memory` are written to `dir` atomically (temp file, fsync, rename) with a checksum
 // and read back transparently on next use, also after a restart. persist_all() writes every
-// in-memory session (clean shutdown).
+// in-memory session (clean shutdown). expire_idle() deletes sessions idle for too long (an
+// operator's choice: by default none are).
 //
 // Thread-safety: all methods lock an internal mutex; SessionData is only touched by the holder
 // of an acquire() until release().
@@ -63,10 +64,17 @@ class SessionStore {
   Status remove(const std::string& id, const std::string& owner);
   Result<SessionInfo> info(const std::string& id, const std::string& owner);
   Status persist_all();
+  // Deletes the sessions idle for more than `max_idle_s` seconds at time `now` (unix seconds):
+  // idle ones in memory by their last use, ones on disk by their file's modification time
+  // (written when they were evicted, so never earlier than their last use). Busy sessions
+  // stay. Returns how many were deleted. Only with `serve --session-ttl-hours`: by default
+  // sessions are kept forever.
+  size_t expire_idle(int64_t max_idle_s, int64_t now);
 
   size_t in_memory() const;
   size_t evictions() const;
   size_t restores() const;
+  size_t expired() const;
   // Sum of state bytes held in memory.
   size_t memory_bytes() const;
 
@@ -96,7 +104,7 @@ class SessionStore {
   // Guarded by mu_.
   std::unordered_map<std::string, Entry> entries_;
   std::list<std::string> lru_;  // front = most recently used, only in-memory idle or busy entries
-  size_t evictions_ = 0, restores_ = 0;
+  size_t evictions_ = 0, restores_ = 0, expired_ = 0;
 };
 
 }  // namespace rwkv::server

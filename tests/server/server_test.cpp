@@ -6,14 +6,18 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <ctime>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "engine/formats/model_file.h"
+#include "engine/model.h"
+#include "server/session_store.h"
 #include "tests/server/server_process.h"
 
 namespace rwkv {
@@ -462,6 +466,68 @@ TEST_CASE("a burst of simultaneous connections is accepted without SYN drops") {
   auto h = c.Get("/health");
   REQUIRE(h);
   CHECK(h->status == 200);
+}
+
+}  // namespace rwkv
+
+namespace rwkv {
+
+TEST_CASE("sessions idle past the TTL are deleted from memory and from the state directory") {
+  test::TempDir dir;
+  auto m = Model::load(tiny_gguf(), {});
+  REQUIRE(m.ok());
+  server::SessionStore store(dir.file("state"), 1, m.value()->hparams());
+  REQUIRE(store.open().ok());
+  Result<std::string> a = store.create("o");
+  Result<std::string> b = store.create("o");  // evicts a to disk (one in memory)
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  const std::string a_file = dir.file("state") + "/" + a.value() + ".session";
+  REQUIRE(std::ifstream(a_file).good());
+  const int64_t now = (int64_t)std::time(nullptr);
+  CHECK(store.expire_idle(3600, now) == 0);  // nothing is an hour old
+  // a on disk, last written two hours ago: deleted; b in memory, just used: kept.
+  struct timeval old[2] = {{now - 7200, 0}, {now - 7200, 0}};
+  REQUIRE(utimes(a_file.c_str(), old) == 0);
+  CHECK(store.expire_idle(3600, now) == 1);
+  CHECK_FALSE(std::ifstream(a_file).good());
+  CHECK(store.acquire(a.value(), "o").status().code() == StatusCode::kNotFound);
+  CHECK(store.info(b.value(), "o").ok());
+  // Two hours later b is idle too, unless a request holds it.
+  REQUIRE(store.acquire(b.value(), "o").ok());
+  CHECK(store.expire_idle(3600, now + 7200) == 0);
+  store.release(b.value());
+  CHECK(store.expire_idle(3600, now + 7200) == 1);
+  CHECK(store.info(b.value(), "o").status().code() == StatusCode::kNotFound);
+  CHECK(store.expired() == 2);
+  CHECK(store.in_memory() == 0);
+}
+
+}  // namespace rwkv
+
+namespace rwkv {
+
+TEST_CASE("serve --session-ttl-hours deletes an idle session; /metrics counts it") {
+  test::TempDir dir;
+  // 0.0005 h = 1.8 s; the server checks every second.
+  test::ServerProcess srv({"--model", tiny_gguf(), "--state-dir", dir.file("state"), "--session-ttl-hours", "0.0005"},
+                          dir.file("log"));
+  REQUIRE(srv.wait_ready());
+  httplib::Client c = srv.client();
+  const std::string id = new_session(c);
+  json r = post(c, "/v1/completions", {{"prompt", "First"}, {"max_tokens", 2}, {"session_id", id}});
+  CHECK(r["_status"] == 200);
+  int status = 200;
+  for (int i = 0; i < 100 && status == 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto g = c.Get(("/v1/sessions/" + id).c_str());
+    REQUIRE(g);
+    status = g->status;
+  }
+  CHECK(status == 404);
+  auto met = c.Get("/metrics");
+  REQUIRE(met);
+  CHECK(met->body.find("rwkv_edge_sessions_expired_total 1") != std::string::npos);
 }
 
 }  // namespace rwkv
