@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cerrno>
 #include <ctime>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -100,6 +101,15 @@ std::string new_session(httplib::Client& c, const httplib::Headers& h = {}) {
   REQUIRE(r);
   REQUIRE(r->status == 201);
   return json::parse(r->body)["id"].get<std::string>();
+}
+
+// The real server on the tiny model with its state in dir, plus `extra` arguments; ready.
+std::unique_ptr<test::ServerProcess> serve_tiny(const test::TempDir& dir, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"--model", tiny_gguf(), "--state-dir", dir.file("state")};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto srv = std::make_unique<test::ServerProcess>(args, dir.file("log"));
+  REQUIRE(srv->wait_ready());
+  return srv;
 }
 
 }  // namespace
@@ -352,9 +362,8 @@ TEST_CASE("a full queue answers 429 with Retry-After; SIGTERM ends open streams 
 
 TEST_CASE("a client that disconnects mid-stream frees its session, which stays usable") {
   test::TempDir dir;
-  test::ServerProcess srv({"--model", tiny_gguf(), "--state-dir", dir.file("state"), "--max-tokens-limit", "100000"},
-                          dir.file("log"));
-  REQUIRE(srv.wait_ready());
+  auto server = serve_tiny(dir, {"--max-tokens-limit", "100000"});
+  test::ServerProcess& srv = *server;
   httplib::Client c = srv.client();
   const std::string sid = new_session(c);
   int events = 0;
@@ -418,8 +427,8 @@ namespace rwkv {
 // SYNs beyond the queue and those clients waited for TCP's 1 s retransmission.
 TEST_CASE("a burst of simultaneous connections is accepted without SYN drops") {
   test::TempDir dir;
-  test::ServerProcess srv({"--model", tiny_gguf(), "--state-dir", dir.file("state")}, dir.file("log"));
-  REQUIRE(srv.wait_ready());
+  auto server = serve_tiny(dir);
+  test::ServerProcess& srv = *server;
   constexpr int kClients = 128;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -510,10 +519,8 @@ namespace rwkv {
 TEST_CASE("serve --session-ttl-hours deletes an idle session; /metrics counts it") {
   test::TempDir dir;
   // 0.0005 h = 1.8 s; the server checks every second.
-  test::ServerProcess srv({"--model", tiny_gguf(), "--state-dir", dir.file("state"), "--session-ttl-hours", "0.0005"},
-                          dir.file("log"));
-  REQUIRE(srv.wait_ready());
-  httplib::Client c = srv.client();
+  auto srv = serve_tiny(dir, {"--session-ttl-hours", "0.0005"});
+  httplib::Client c = srv->client();
   const std::string id = new_session(c);
   json r = post(c, "/v1/completions", {{"prompt", "First"}, {"max_tokens", 2}, {"session_id", id}});
   CHECK(r["_status"] == 200);
