@@ -216,40 +216,60 @@ void for_each_dense_softmax(const kern::MatView& head, const float* h, int64_t n
 
 }  // namespace
 
-std::vector<float> cluster_targets(const kern::MatView& head, const float* h, int64_t n, const HeadClustering& cl) {
+namespace {
+
+// The tail mass m_t of HeadOptions::tail_prior, a row at a time: the clusters a selection by the
+// row's true masses would take are chosen, every token of the others adds its probability.
+class TailMass {
+ public:
+  TailMass(const HeadClustering& cl, int64_t V, float p_min, int64_t k_min, int64_t k_max)
+      : cl_(cl), p_min_(p_min), mass_((size_t)V, 0.0), order_((size_t)cl.n_clusters()), chosen_((size_t)cl.n_clusters()) {
+    const int64_t K = cl.n_clusters();
+    k_min_ = std::min(K, std::max<int64_t>(0, k_min));
+    k_max_ = p_min >= 1.0f ? K : std::min(K, std::max(k_max, k_min_));
+  }
+  void add(const double* e, const double* acc, double s) {
+    std::iota(order_.begin(), order_.end(), 0);
+    std::sort(order_.begin(), order_.end(),
+              [&](int32_t a, int32_t b) { return acc[a] > acc[b] || (acc[a] == acc[b] && a < b); });
+    std::fill(chosen_.begin(), chosen_.end(), 0);
+    double taken = 0.0;
+    for (int64_t c = 0; c < k_max_ && (c < k_min_ || taken < (double)p_min_ * s || p_min_ >= 1.0f); ++c) {
+      chosen_[(size_t)order_[(size_t)c]] = 1;
+      taken += acc[order_[(size_t)c]];
+    }
+    for (size_t t = 0; t < mass_.size(); ++t) {
+      if (!chosen_[(size_t)cl_.labels[t]]) mass_[t] += e[t] / s;
+    }
+  }
+  std::vector<double> take() { return std::move(mass_); }
+
+ private:
+  const HeadClustering& cl_;
+  const float p_min_;
+  int64_t k_min_ = 0, k_max_ = 0;
+  std::vector<double> mass_;
+  std::vector<int32_t> order_;
+  std::vector<uint8_t> chosen_;
+};
+
+// Cluster targets and, when `tail` is given, the tail mass, in one pass over the dense head.
+std::vector<float> targets_and_tail(const kern::MatView& head, const float* h, int64_t n, const HeadClustering& cl,
+                                    TailMass* tail) {
   const int64_t K = cl.n_clusters();
   std::vector<float> p((size_t)(n * K), 0.0f);
-  for_each_dense_softmax(head, h, n, cl, [&](int64_t i, const double*, const double* acc, double s) {
+  for_each_dense_softmax(head, h, n, cl, [&](int64_t i, const double* e, const double* acc, double s) {
     float* dst = p.data() + i * K;
     for (int64_t c = 0; c < K; ++c) dst[c] = (float)(acc[c] / s);
+    if (tail != nullptr) tail->add(e, acc, s);
   });
   return p;
 }
 
-std::vector<double> tail_token_mass(const kern::MatView& head, const float* h, int64_t n, const HeadClustering& cl,
-                                    float p_min, int64_t k_min, int64_t k_max) {
-  const int64_t V = head.rows, K = cl.n_clusters();
-  std::vector<double> mass((size_t)V, 0.0);
-  std::vector<int32_t> order((size_t)K);
-  std::vector<uint8_t> chosen((size_t)K);
-  const int64_t kmin = std::min(K, std::max<int64_t>(0, k_min));
-  const int64_t kmax = p_min >= 1.0f ? K : std::min(K, std::max(k_max, kmin));
-  for_each_dense_softmax(head, h, n, cl, [&](int64_t, const double* e, const double* acc, double s) {
-    // The clusters a selection by the true masses would take; the others are the tail.
-    std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(),
-              [&](int32_t a, int32_t b) { return acc[a] > acc[b] || (acc[a] == acc[b] && a < b); });
-    std::fill(chosen.begin(), chosen.end(), 0);
-    double taken = 0.0;
-    for (int64_t c = 0; c < kmax && (c < kmin || taken < (double)p_min * s || p_min >= 1.0f); ++c) {
-      chosen[(size_t)order[(size_t)c]] = 1;
-      taken += acc[order[(size_t)c]];
-    }
-    for (int64_t t = 0; t < V; ++t) {
-      if (!chosen[(size_t)cl.labels[(size_t)t]]) mass[(size_t)t] += e[t] / s;
-    }
-  });
-  return mass;
+}  // namespace
+
+std::vector<float> cluster_targets(const kern::MatView& head, const float* h, int64_t n, const HeadClustering& cl) {
+  return targets_and_tail(head, h, n, cl, nullptr);
 }
 
 double cluster_kl(const float* h, const float* p, int64_t begin, int64_t end, int64_t C, int64_t K,
@@ -423,7 +443,10 @@ Status compress_head(ModelFile& mf, const Model& dense, const float* hidden, int
   hv.cols = C;
   hv.rows = V;
   hv.data = head->data;
-  const std::vector<float> p = cluster_targets(hv, hidden, n_rows, cl);
+  // With --head-prior the tail mass comes from the same pass.
+  std::unique_ptr<TailMass> tail;
+  if (opt.tail_prior) tail = std::make_unique<TailMass>(cl, V, opt.p_min, opt.k_min, opt.k_max);
+  const std::vector<float> p = targets_and_tail(hv, hidden, n_rows, cl, tail.get());
 
   // 3. Init from the mean of each cluster's rows; bias 0 or log n_c, whichever fits the
   // training rows better; then Adam.
@@ -501,7 +524,7 @@ Status compress_head(ModelFile& mf, const Model& dense, const float* hidden, int
   if (opt.tail_prior) {
     // log of each row's share of its cluster (rows in the reordered order), f16.
     say("prior", "tail prior from " + std::to_string(n_rows) + " calibration rows");
-    const std::vector<double> token_mass = tail_token_mass(hv, hidden, n_rows, cl, opt.p_min, opt.k_min, opt.k_max);
+    const std::vector<double> token_mass = tail->take();
     std::vector<float> lp((size_t)V);
     const double u = std::clamp((double)opt.prior_uniform, 1e-6, 1.0);
     for (int64_t c = 0; c < K; ++c) {

@@ -84,15 +84,6 @@ HeadClustering make_clustering(const std::vector<int32_t>& labels, int64_t k);
 std::vector<float> cluster_targets(const kern::MatView& head, const float* h, int64_t n,
                                    const HeadClustering& cl);
 
-// The tail mass of each token: Σ_i softmax(W h_i)[t] over the rows i where t's cluster is NOT
-// among those a run-time selection with (p_min, k_min, k_max) would take by the true cluster
-// masses, i.e. where the clustered head gives t a pseudo-logit. Normalised within a cluster,
-// this is the maximum-likelihood spread of an unchosen cluster's mass over its tokens (the
-// average over all rows instead is dominated by the rows where the cluster is chosen and
-// favours its frequent tokens far too much: measured worse than the even spread). [V]
-std::vector<double> tail_token_mass(const kern::MatView& head, const float* h, int64_t n, const HeadClustering& cl,
-                                    float p_min, int64_t k_min, int64_t k_max);
-
 struct DistillOptions {
   int epochs = 8;          // passes over the training rows. Default: 8.
   int64_t batch = 64;      // rows per Adam step. Default: 64.
@@ -140,8 +131,12 @@ struct HeadOptions {
   DType cluster_type = DType::kF32;
   // Write head.cluster.log_prior: each token's share of its cluster, so that an unchosen
   // cluster's mass is spread by it instead of evenly (engine/models/head.h). The share is
-  // (1 - prior_uniform) * tail_token_mass(t) / (the same summed over t's cluster) +
-  // prior_uniform / n_c, with the selection at p_min / k_min / k_max below. Default: off.
+  // (1 - prior_uniform) * m_t / (the same summed over t's cluster) + prior_uniform / n_c, where
+  // m_t is t's dense-head probability summed over the calibration rows where its cluster would
+  // not be chosen (selection by the true cluster masses at p_min / k_min / k_max below): the
+  // maximum-likelihood spread of an unchosen cluster's mass. (The average over all rows is
+  // dominated by the rows where the cluster is chosen; it favoured frequent tokens far too much
+  // and measured worse than the even spread.) Default: off.
   bool tail_prior = false;
   float prior_uniform = 0.1f;  // REQUIRES: 0 < prior_uniform <= 1. Default: 0.1.
   uint64_t seed = 1;
