@@ -62,6 +62,8 @@ struct LowRankArgs {
   int64_t rank_multiple = 8;
   std::vector<std::string> ranks;
   std::string targets;
+  std::string alloc = "uniform";
+  std::string grad_stats;
 };
 
 struct FfnArgs {
@@ -95,7 +97,8 @@ void add_common_options(ArgParser& p, CommonArgs& a) {
 }
 
 void add_lowrank_options(ArgParser& p, LowRankArgs& a) {
-  p.add_string("--lowrank", "M", "low-rank projections: none, svd (plain truncated SVD), aware (SVD-LLM whitening) or asvd (ASVD activation scaling)",
+  p.add_string("--lowrank", "M", "low-rank projections: none, svd (plain truncated SVD), aware (SVD-LLM whitening), asvd (ASVD activation "
+               "scaling) or fisher (whitening of the inputs and of the output gradients; needs --grad-stats)",
                &a.method);
   p.add_float("--rank-factor", "K",
               "rank r = ceil(min(in,out) / K), rounded up to a multiple of --rank-multiple (K = 1: full rank)",
@@ -105,6 +108,10 @@ void add_lowrank_options(ArgParser& p, LowRankArgs& a) {
              "rank of matching matrices (glob on the base name, e.g. 'blocks.*.att.key=16'; R = full, or 0 = keep "
              "dense); repeatable, first match wins",
              &a.ranks);
+  p.add_string("--rank-alloc", "A",
+               "uniform (every matrix the rank of --rank-factor) or spectrum (the same total bytes, spread "
+               "greedily to the matrices whose next singular values remove the most relative output error)",
+               &a.alloc);
   p.add_float("--energy", "E", "choose each rank to keep this fraction of the singular-value energy (0 = off)",
               &a.energy, 0.0, 1.0);
   p.add_float("--asvd-alpha", "A", "--lowrank asvd: scale input j by its rms to the power A", &a.asvd_alpha, 0.0,
@@ -113,7 +120,11 @@ void add_lowrank_options(ArgParser& p, LowRankArgs& a) {
                "comma-separated projections to factor (e.g. att.key,att.value,ffn.receptance or head); default: "
                "the paper's per version",
                &a.targets);
-  p.add_float("--ridge", "L", "aware: ridge added to X^T X, relative to its mean diagonal", &a.ridge, 0.0, 1.0);
+  p.add_float("--ridge", "L", "aware, fisher: ridge added to X^T X (and G_out), relative to its mean diagonal",
+              &a.ridge, 0.0, 1.0);
+  p.add_string("--grad-stats", "FILE",
+               "--lowrank fisher: output-gradient statistics of IN, from scripts/train/grad_stats.py (same --calib)",
+               &a.grad_stats);
 }
 
 void add_ffn_options(ArgParser& p, FfnArgs& a) {
@@ -143,8 +154,9 @@ void add_head_options(ArgParser& p, HeadArgs& a) {
   p.add_int("--head-k-max", "N", "run-time default: at most N clusters", &a.k_max, 1, INT64_MAX);
   p.add_string("--head-init", "S", "what k-means clusters: rows (head rows) or pca (embeddings on their top 64 "
                "principal components, as the paper)", &a.init);
-  p.add_flag("--head-prior", "store each token's share of its cluster (the dense head's mean probability on the "
-             "calibration rows), so an unchosen cluster's mass is spread by it instead of evenly", &a.prior);
+  p.add_flag("--head-prior", "store each token's share of its cluster (the dense head's probability summed over the "
+             "calibration rows where that cluster is not chosen), so an unchosen cluster's mass is spread by it "
+             "instead of evenly", &a.prior);
   p.add_float("--head-prior-uniform", "U", "--head-prior: fraction of each share spread evenly over the cluster "
               "(smoothing)", &a.prior_uniform, 1e-6, 1.0);
 }
@@ -202,6 +214,7 @@ struct Job {
   std::shared_ptr<Model> dense;  // the input model, for calibration
   std::vector<int32_t> calib_tokens, heldout_tokens;
   compress::LowRankOptions lowrank;
+  compress::GradStats grad_stats;  // --lowrank fisher; lowrank.grad_stats points here
   std::unique_ptr<compress::GramProbe> lowrank_calib, lowrank_heldout;
   bool ffn = false;
   compress::FfnOptions ffn_opt;
@@ -329,8 +342,23 @@ int cmd_compress(int argc, char** argv) {
 
   Job job;
   if (!compress::parse_lowrank_method(lr.method, &job.lowrank.method)) {
-    std::fprintf(stderr, "error: --lowrank must be none, svd or aware, got '%s'\n", lr.method.c_str());
+    std::fprintf(stderr, "error: --lowrank must be none, svd, aware, asvd or fisher, got '%s'\n", lr.method.c_str());
     return 2;
+  }
+  if ((job.lowrank.method == LowRankMethod::kFisher) != !lr.grad_stats.empty()) {
+    std::fprintf(stderr, "error: %s\n", lr.grad_stats.empty()
+                                             ? "--lowrank fisher needs --grad-stats FILE (scripts/train/grad_stats.py)"
+                                             : "--grad-stats is only used by --lowrank fisher");
+    return 2;
+  }
+  if (!lr.grad_stats.empty()) {
+    Result<compress::GradStats> gs = compress::read_grad_stats(lr.grad_stats);
+    if (!gs.ok()) {
+      std::fprintf(stderr, "error: %s\n", gs.status().message().c_str());
+      return 1;
+    }
+    job.grad_stats = std::move(gs.value());
+    job.lowrank.grad_stats = &job.grad_stats;
   }
   if (!compress::parse_int8_mode(i8.mode, &job.int8)) {
     std::fprintf(stderr, "error: --int8 must be none, row or group, got '%s'\n", i8.mode.c_str());
@@ -350,6 +378,16 @@ int cmd_compress(int argc, char** argv) {
   job.lowrank.rank_factor = lr.rank_factor;
   job.lowrank.rank_multiple = lr.rank_multiple;
   job.lowrank.energy = lr.energy;
+  if (lr.alloc == "spectrum") {
+    job.lowrank.allocate = true;
+  } else if (lr.alloc != "uniform") {
+    std::fprintf(stderr, "error: --rank-alloc must be uniform or spectrum, got '%s'\n", lr.alloc.c_str());
+    return 2;
+  }
+  if (job.lowrank.allocate && lr.energy > 0.0) {
+    std::fprintf(stderr, "error: --rank-alloc spectrum and --energy exclude each other\n");
+    return 2;
+  }
   job.lowrank.ridge = lr.ridge;
   job.lowrank.asvd_alpha = lr.asvd_alpha;
   job.lowrank.targets = split_list(lr.targets);
@@ -441,8 +479,13 @@ int cmd_compress(int argc, char** argv) {
     md[k + "lowrank.rank_factor"] = fmt_double(job.lowrank.rank_factor);
     md[k + "lowrank.rank_multiple"] = std::to_string(job.lowrank.rank_multiple);
     md[k + "lowrank.energy"] = fmt_double(job.lowrank.energy);
+    md[k + "lowrank.rank_alloc"] = job.lowrank.allocate ? "spectrum" : "uniform";
     md[k + "lowrank.ridge"] = fmt_double(job.lowrank.ridge);
     if (job.lowrank.method == LowRankMethod::kAsvd) md[k + "lowrank.asvd_alpha"] = fmt_double(job.lowrank.asvd_alpha);
+    if (job.lowrank.method == LowRankMethod::kFisher) {
+      md[k + "lowrank.grad_stats"] = job.grad_stats.path;
+      md[k + "lowrank.grad_stats_tokens"] = std::to_string(job.grad_stats.tokens);
+    }
     std::string ov;
     for (const std::string& r : lr.ranks) ov += (ov.empty() ? "" : ",") + r;
     md[k + "lowrank.ranks"] = ov;

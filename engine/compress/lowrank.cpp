@@ -6,6 +6,7 @@
 #include <Eigen/SVD>
 #include <algorithm>
 #include <cmath>
+#include <queue>
 
 #include "engine/compress/calib.h"
 
@@ -42,6 +43,7 @@ const char* lowrank_method_name(LowRankMethod m) {
     case LowRankMethod::kSvd: return "svd";
     case LowRankMethod::kAware: return "aware";
     case LowRankMethod::kAsvd: return "asvd";
+    case LowRankMethod::kFisher: return "fisher";
   }
   return "?";
 }
@@ -51,11 +53,14 @@ bool parse_lowrank_method(const std::string& s, LowRankMethod* out) {
   else if (s == "svd") *out = LowRankMethod::kSvd;
   else if (s == "aware") *out = LowRankMethod::kAware;
   else if (s == "asvd") *out = LowRankMethod::kAsvd;
+  else if (s == "fisher") *out = LowRankMethod::kFisher;
   else return false;
   return true;
 }
 
-bool lowrank_needs_calibration(LowRankMethod m) { return m == LowRankMethod::kAware || m == LowRankMethod::kAsvd; }
+bool lowrank_needs_calibration(LowRankMethod m) {
+  return m == LowRankMethod::kAware || m == LowRankMethod::kAsvd || m == LowRankMethod::kFisher;
+}
 
 std::vector<std::string> default_lowrank_targets(RwkvVersion v) {
   switch (v) {
@@ -131,36 +136,50 @@ const std::vector<double>* GramProbe::gram(const std::string& name, int64_t* in,
   return &it->second.g;
 }
 
-Result<Factors> factorize(const float* w, int64_t out, int64_t in, LowRankMethod method, const double* gram,
-                          int64_t rank, double energy, int64_t rank_multiple, double ridge, double asvd_alpha) {
+namespace {
+
+// The lower Cholesky factor of G + λ·mean(diag G)·I (n x n, row-major); a singular G (few or
+// degenerate inputs) gets ten times more ridge, up to 8 times.
+Result<Eigen::MatrixXd> ridge_cholesky(const double* gram, int64_t n, double ridge) {
+  const Eigen::MatrixXd G = Eigen::Map<const RowMatD>(gram, n, n);
+  double mean_diag = G.diagonal().mean();
+  if (!(mean_diag > 0.0)) mean_diag = 1.0;
+  double lam = std::max(ridge, 1e-12);
+  for (int attempt = 0; attempt < 8; ++attempt, lam *= 10.0) {
+    Eigen::MatrixXd Gr = G;
+    Gr.diagonal().array() += lam * mean_diag;
+    Eigen::LLT<Eigen::MatrixXd> llt(Gr);
+    if (llt.info() == Eigen::Success) return Eigen::MatrixXd(llt.matrixL());
+  }
+  return Status::InvalidArgument("factorize: the Gram matrix is not positive definite even with ridge");
+}
+
+// The matrix `method` truncates: M = W (svd), W·L with G + ridge = L Lᵀ (aware), W·diag(s)
+// (asvd) or Loᵀ·W·L (fisher, G_out + ridge = Lo Loᵀ); *L gets the input weighting, *Lo the
+// output one (left empty when unused).
+Result<Eigen::MatrixXd> weighted_matrix(const float* w, int64_t out, int64_t in, LowRankMethod method,
+                                        const double* gram, double ridge, double asvd_alpha, const double* out_gram,
+                                        Eigen::MatrixXd* L, Eigen::MatrixXd* Lo) {
   if (out < 1 || in < 1) return Status::InvalidArgument("factorize: empty matrix");
   if (method == LowRankMethod::kNone) return Status::InvalidArgument("factorize: method none");
   if (lowrank_needs_calibration(method) && gram == nullptr) {
     return Status::InvalidArgument("factorize: activation-aware factorisation needs calibration statistics");
   }
-  if (rank <= 0 && !(energy > 0.0)) return Status::InvalidArgument("factorize: no rank and no energy given");
+  if (method == LowRankMethod::kFisher && out_gram == nullptr) {
+    return Status::InvalidArgument("factorize: the fisher method needs output-gradient statistics");
+  }
   const Eigen::MatrixXd W = Eigen::Map<const RowMatF>(w, out, in).cast<double>();
-  Eigen::MatrixXd M;
-  Eigen::MatrixXd L;
-  if (method == LowRankMethod::kAware) {
-    const Eigen::MatrixXd G = Eigen::Map<const RowMatD>(gram, in, in);
-    double mean_diag = G.diagonal().mean();
-    if (!(mean_diag > 0.0)) mean_diag = 1.0;
-    // Cholesky of G + λ·mean(diag)·I; a singular G (few or degenerate inputs) gets more ridge.
-    bool ok = false;
-    double lam = std::max(ridge, 1e-12);
-    for (int attempt = 0; attempt < 8 && !ok; ++attempt, lam *= 10.0) {
-      Eigen::MatrixXd Gr = G;
-      Gr.diagonal().array() += lam * mean_diag;
-      Eigen::LLT<Eigen::MatrixXd> llt(Gr);
-      if (llt.info() == Eigen::Success) {
-        L = llt.matrixL();
-        ok = true;
-      }
-    }
-    if (!ok) return Status::InvalidArgument("factorize: the Gram matrix is not positive definite even with ridge");
-    M = W * L;
-  } else if (method == LowRankMethod::kAsvd) {
+  if (method == LowRankMethod::kAware || method == LowRankMethod::kFisher) {
+    Result<Eigen::MatrixXd> li = ridge_cholesky(gram, in, ridge);
+    if (!li.ok()) return li.status();
+    *L = std::move(li.value());
+    if (method == LowRankMethod::kAware) return Eigen::MatrixXd(W * *L);
+    Result<Eigen::MatrixXd> lo = ridge_cholesky(out_gram, out, ridge);
+    if (!lo.ok()) return lo.status();
+    *Lo = std::move(lo.value());
+    return Eigen::MatrixXd(Lo->transpose() * W * *L);
+  }
+  if (method == LowRankMethod::kAsvd) {
     // L = diag(s), s_j = (Σ x_j²)^(α/2) (rms up to a constant factor, which the SVD ignores);
     // inputs that never fired get the smallest positive scale rather than 0.
     const Eigen::VectorXd diag = Eigen::Map<const RowMatD>(gram, in, in).diagonal();
@@ -172,11 +191,84 @@ Result<Factors> factorize(const float* w, int64_t out, int64_t in, LowRankMethod
     }
     if (!std::isfinite(smallest)) smallest = 1.0;
     for (int64_t j = 0; j < in; ++j) sc(j) = std::max(sc(j), smallest);
-    L = sc.asDiagonal();
-    M = W * L;
-  } else {
-    M = W;
+    *L = sc.asDiagonal();
+    return Eigen::MatrixXd(W * *L);
   }
+  return W;
+}
+
+}  // namespace
+
+Result<std::vector<double>> singular_values(const float* w, int64_t out, int64_t in, LowRankMethod method,
+                                            const double* gram, double ridge, double asvd_alpha,
+                                            const double* out_gram) {
+  Eigen::MatrixXd L, Lo;
+  Result<Eigen::MatrixXd> M = weighted_matrix(w, out, in, method, gram, ridge, asvd_alpha, out_gram, &L, &Lo);
+  if (!M.ok()) return M.status();
+  Eigen::BDCSVD<Eigen::MatrixXd> svd(M.value());
+  const Eigen::VectorXd S = svd.singularValues();
+  return std::vector<double>(S.data(), S.data() + S.size());
+}
+
+Result<std::vector<int64_t>> allocate_ranks(const std::vector<Spectrum>& spectra, int64_t budget, int64_t multiple) {
+  multiple = std::max<int64_t>(1, multiple);
+  const size_t n = spectra.size();
+  std::vector<int64_t> rank(n, 0), cap(n, 0);
+  std::vector<double> total(n, 0.0);
+  int64_t used = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const Spectrum& sp = spectra[i];
+    cap[i] = std::min<int64_t>({sp.out, sp.in, (int64_t)sp.s.size()});
+    if (cap[i] < 1) return Status::InvalidArgument("allocate_ranks: a matrix without singular values");
+    for (double v : sp.s) total[i] += v * v;
+    rank[i] = std::min(multiple, cap[i]);
+    used += rank[i] * (sp.out + sp.in);
+  }
+  if (used > budget) {
+    return Status::InvalidArgument("the byte budget (" + std::to_string(budget) + " factor elements) is below rank " +
+                                   std::to_string(multiple) + " for every matrix (" + std::to_string(used) + ")");
+  }
+  // The gain of matrix i's next step per factor element; -1 when it cannot grow.
+  auto step_gain = [&](size_t i, int64_t* step) {
+    const Spectrum& sp = spectra[i];
+    *step = std::min(multiple, cap[i] - rank[i]);
+    if (*step <= 0) return -1.0;
+    double e = 0.0;
+    for (int64_t j = rank[i]; j < rank[i] + *step; ++j) e += sp.s[(size_t)j] * sp.s[(size_t)j];
+    const double rel = total[i] > 0.0 ? e / total[i] : 0.0;
+    return rel / (double)(*step * (sp.out + sp.in));
+  };
+  using Item = std::pair<double, size_t>;
+  std::priority_queue<Item> queue;
+  for (size_t i = 0; i < n; ++i) {
+    int64_t step = 0;
+    const double g = step_gain(i, &step);
+    if (g >= 0.0) queue.push({g, i});
+  }
+  while (!queue.empty()) {
+    const size_t i = queue.top().second;
+    queue.pop();
+    int64_t step = 0;
+    if (step_gain(i, &step) < 0.0) continue;
+    const int64_t cost = step * (spectra[i].out + spectra[i].in);
+    if (used + cost > budget) continue;  // a smaller (capped) step elsewhere may still fit
+    rank[i] += step;
+    used += cost;
+    const double g = step_gain(i, &step);
+    if (g >= 0.0) queue.push({g, i});
+  }
+  return rank;
+}
+
+Result<Factors> factorize(const float* w, int64_t out, int64_t in, LowRankMethod method, const double* gram,
+                          int64_t rank, double energy, int64_t rank_multiple, double ridge, double asvd_alpha,
+                          const double* out_gram) {
+  if (rank <= 0 && !(energy > 0.0)) return Status::InvalidArgument("factorize: no rank and no energy given");
+  Eigen::MatrixXd L, Lo;
+  Result<Eigen::MatrixXd> weighted =
+      weighted_matrix(w, out, in, method, gram, ridge, asvd_alpha, out_gram, &L, &Lo);
+  if (!weighted.ok()) return weighted.status();
+  const Eigen::MatrixXd& M = weighted.value();
   Eigen::BDCSVD<Eigen::MatrixXd> svd(M, Eigen::ComputeThinU | Eigen::ComputeThinV);
   const Eigen::VectorXd S = svd.singularValues();
   const int64_t k = S.size();
@@ -199,11 +291,15 @@ Result<Factors> factorize(const float* w, int64_t out, int64_t in, LowRankMethod
   f.rank = r;
   f.energy_kept = total > 0.0 ? S.head(r).squaredNorm() / total : 1.0;
   const Eigen::VectorXd sq = S.head(r).cwiseSqrt();
-  const Eigen::MatrixXd B = svd.matrixU().leftCols(r) * sq.asDiagonal();  // out x r
+  Eigen::MatrixXd B = svd.matrixU().leftCols(r) * sq.asDiagonal();  // out x r
+  if (method == LowRankMethod::kFisher) {
+    // B = Lo⁻ᵀ U_r sqrt(S_r): Loᵀ is upper triangular.
+    B = Lo.transpose().triangularView<Eigen::Upper>().solve(B);
+  }
   Eigen::MatrixXd At = svd.matrixV().leftCols(r) * sq.asDiagonal();        // in x r
   if (lowrank_needs_calibration(method)) {
     // A = sqrt(S_r) V_rᵀ L⁻¹, i.e. Aᵀ = L⁻ᵀ V_r sqrt(S_r): one triangular solve (L is
-    // lower triangular for aware, diagonal for asvd).
+    // lower triangular for aware and fisher, diagonal for asvd).
     At = L.transpose().triangularView<Eigen::Upper>().solve(At);
   }
   f.a.resize((size_t)(r * in));
@@ -238,7 +334,86 @@ Status apply_lowrank(ModelFile& mf, const LowRankOptions& opt, const GramProbe* 
     return Status::InvalidArgument(std::string("low-rank factors are stored as f32 or f16, not ") +
                                    dtype_name(opt.factor_type));
   }
+  if (opt.allocate && opt.energy > 0.0) {
+    return Status::InvalidArgument("low-rank: rank allocation by spectrum and --energy exclude each other");
+  }
   const std::vector<std::string> names = lowrank_matrices(mf, opt);
+  if (opt.method == LowRankMethod::kFisher && opt.grad_stats == nullptr) {
+    return Status::InvalidArgument("low-rank fisher needs output-gradient statistics (--grad-stats FILE, written by "
+                                   "scripts/train/grad_stats.py)");
+  }
+  // kFisher: the matrix's G_out, checked against the matrix (width and Σ W², so statistics of
+  // another model are refused).
+  auto out_gram_of = [&](const std::string& base, const std::vector<float>& w, int64_t out,
+                         const double** og) -> Status {
+    *og = nullptr;
+    if (opt.method != LowRankMethod::kFisher) return Status::OK();
+    const GradStats::Entry* e = opt.grad_stats->find(base);
+    if (e == nullptr) return Status::InvalidArgument(base + ": no entry in " + opt.grad_stats->path);
+    if (e->n != out) {
+      return Status::InvalidArgument(base + ": " + opt.grad_stats->path + " has width " + std::to_string(e->n) +
+                                     ", the matrix has " + std::to_string(out) + " outputs");
+    }
+    double sq = 0.0;
+    for (float v : w) sq += (double)v * v;
+    if (std::fabs(sq - e->weight_sqsum) > 1e-5 * std::max(sq, 1e-30)) {
+      return Status::InvalidArgument(base + ": " + opt.grad_stats->path +
+                                     " was computed on different weights (sum of squares " +
+                                     std::to_string(e->weight_sqsum) + ", this model's " + std::to_string(sq) +
+                                     "); run scripts/train/grad_stats.py on this model");
+    }
+    *og = e->g.data();
+    return Status::OK();
+  };
+  auto gram_of = [&](const std::string& base, int64_t in, const double** g) -> Status {
+    *g = nullptr;
+    if (calib != nullptr) {
+      int64_t gin = 0;
+      const std::vector<double>* gv = calib->gram(base, &gin);
+      if (gv != nullptr && gin == in) *g = gv->data();
+    }
+    if (lowrank_needs_calibration(opt.method) && *g == nullptr) {
+      return Status::InvalidArgument(base + ": no calibration statistics for this matrix (did the calibration run "
+                                            "reach it?)");
+    }
+    return Status::OK();
+  };
+  // With opt.allocate: the uniform ranks' bytes, re-spread by the spectra (overridden matrices
+  // keep their ranks and stay outside the budget).
+  std::map<std::string, int64_t> allocated;
+  if (opt.allocate) {
+    std::vector<Spectrum> spectra;
+    std::vector<std::string> pool;
+    int64_t budget = 0;
+    for (const std::string& base : names) {
+      const TensorRef* t = dense_tensor(mf, base);
+      if (t == nullptr) continue;
+      const int64_t in = t->ne[0], out = t->ne[1];
+      const int64_t planned = planned_rank(opt, base, out, in);
+      bool overridden = false;
+      for (const RankOverride& o : opt.overrides) {
+        if (fnmatch(o.pattern.c_str(), base.c_str(), 0) == 0) {
+          overridden = true;
+          break;
+        }
+      }
+      if (overridden || planned <= 0) continue;
+      const double* g = nullptr;
+      if (Status st = gram_of(base, in, &g); !st.ok()) return st;
+      const std::vector<float> w = matrix_f32(*t);
+      const double* og = nullptr;
+      if (Status st = out_gram_of(base, w, out, &og); !st.ok()) return st;
+      Result<std::vector<double>> s =
+          singular_values(w.data(), out, in, opt.method, g, opt.ridge, opt.asvd_alpha, og);
+      if (!s.ok()) return Status::InvalidArgument(base + ": " + s.status().message());
+      spectra.push_back({out, in, std::move(s.value())});
+      pool.push_back(base);
+      budget += planned * (out + in);
+    }
+    Result<std::vector<int64_t>> ranks = allocate_ranks(spectra, budget, opt.rank_multiple);
+    if (!ranks.ok()) return Status::InvalidArgument("low-rank: " + ranks.status().message());
+    for (size_t i = 0; i < pool.size(); ++i) allocated[pool[i]] = ranks.value()[i];
+  }
   auto buffers = std::make_shared<BufferStorage>();
   mf.storage.push_back(buffers);
   int64_t done = 0;
@@ -248,25 +423,19 @@ Status apply_lowrank(ModelFile& mf, const LowRankOptions& opt, const GramProbe* 
     const std::string dense_name = t->name;
     const int64_t in = t->ne[0], out = t->ne[1];
     const size_t bytes_before = t->nbytes;
-    const int64_t rank = planned_rank(opt, base, out, in);
+    const auto found = allocated.find(base);
+    const int64_t rank = found != allocated.end() ? found->second : planned_rank(opt, base, out, in);
     if (rank == 0) {
       if (progress) progress(base, ++done, (int64_t)names.size());
       continue;
     }
     const std::vector<float> w = matrix_f32(*t);
     const double* g = nullptr;
-    if (calib != nullptr) {
-      int64_t gin = 0;
-      const std::vector<double>* gv = calib->gram(base, &gin);
-      if (gv != nullptr && gin == in) g = gv->data();
-    }
-    if (lowrank_needs_calibration(opt.method) && g == nullptr) {
-      return Status::InvalidArgument(base + ": no calibration statistics for this matrix (did the calibration run "
-                                            "reach it?)");
-    }
-    Result<Factors> f =
-        factorize(w.data(), out, in, opt.method, g, rank > 0 ? rank : 0, opt.energy, opt.rank_multiple, opt.ridge,
-                  opt.asvd_alpha);
+    if (Status st = gram_of(base, in, &g); !st.ok()) return st;
+    const double* og = nullptr;
+    if (Status st = out_gram_of(base, w, out, &og); !st.ok()) return st;
+    Result<Factors> f = factorize(w.data(), out, in, opt.method, g, rank > 0 ? rank : 0, opt.energy,
+                                  opt.rank_multiple, opt.ridge, opt.asvd_alpha, og);
     if (!f.ok()) return Status::InvalidArgument(base + ": " + f.status().message());
     Result<TensorRef> a = make_matrix(base + ".lr_a", f->a.data(), f->rank, in, opt.factor_type, *buffers);
     if (!a.ok()) return a.status();

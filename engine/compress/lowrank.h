@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engine/common/status.h"
+#include "engine/compress/grad_stats.h"
 #include "engine/formats/model_file.h"
 #include "engine/model.h"
 
@@ -27,10 +28,13 @@ namespace rwkv::compress {
 
 // kAware: SVD-LLM whitening (the Cholesky factor of the calibration inputs' XᵀX);
 // kAsvd: ASVD scaling (W diag(s), s_j = rms of input j to the power asvd_alpha).
-enum class LowRankMethod { kNone, kSvd, kAware, kAsvd };
+// kFisher: two-sided, the whitening of kAware on the inputs and the Cholesky factor of the
+// output-gradient Gram G_out (GradStats, scripts/train/grad_stats.py) on the outputs: minimises
+// ||Loᵀ (W - BA) L||_F, the K-FAC estimate of the loss increase tr(G_out ΔW G_in ΔWᵀ).
+enum class LowRankMethod { kNone, kSvd, kAware, kAsvd, kFisher };
 // ASVD's default exponent on the input scales (the ASVD paper's).
 constexpr double kAsvdAlpha = 0.5;
-// "none", "svd", "aware", "asvd".
+// "none", "svd", "aware", "asvd", "fisher".
 const char* lowrank_method_name(LowRankMethod m);
 bool parse_lowrank_method(const std::string& s, LowRankMethod* out);
 
@@ -50,6 +54,11 @@ struct LowRankOptions {
   // > 0: instead of rank_factor, the smallest r (rounded as above) whose singular values keep
   // this fraction of the energy Σ s_i² (of W for svd, of W·L for aware). Default: 0 (off).
   double energy = 0.0;
+  // Spread the bytes of the uniform ranks (rank_factor) over the matrices by their spectra
+  // instead: the same total Σ r·(in + out), ranks chosen greedily where the next `rank_multiple`
+  // singular values remove the most relative error (Σ s_j² / Σ s², of W for svd, of W·L for
+  // aware / asvd) per byte. Not with energy. Default: false (every matrix the uniform rank).
+  bool allocate = false;
   // Per-matrix ranks, first match wins; they take precedence over rank_factor / energy.
   std::vector<RankOverride> overrides;
   // Which projections: suffixes after "blocks.N." ("att.key", "ffn.receptance", ...) or full
@@ -59,6 +68,8 @@ struct LowRankOptions {
   double ridge = 1e-3;
   // kAsvd's exponent α on the input rms (0: plain SVD, 1: full scaling). Default: 0.5.
   double asvd_alpha = kAsvdAlpha;
+  // kFisher: the output-gradient statistics (not owned; must outlive apply_lowrank).
+  const GradStats* grad_stats = nullptr;
   // Storage type of the factors (f32 or f16; INT8 comes later as its own step). Default: f32.
   DType factor_type = DType::kF32;
 };
@@ -73,6 +84,20 @@ std::vector<std::string> lowrank_matrices(const ModelFile& mf, const LowRankOpti
 // The rank `opt` gives a matrix of the given shape and base name: > 0 that rank; 0 = leave it
 // dense (an override said so); -1 = chosen by energy after the SVD (opt.energy > 0).
 int64_t planned_rank(const LowRankOptions& opt, const std::string& name, int64_t out, int64_t in);
+
+// One matrix for allocate_ranks: its shape and the singular values (descending) of the matrix
+// its method truncates (W, W·L or W·diag(s)).
+struct Spectrum {
+  int64_t out = 0, in = 0;
+  std::vector<double> s;
+};
+// Ranks (multiples of `multiple`, each at least `multiple` and at most min(in, out), or its
+// spectrum's length) for the matrices of `spectra`, using at most `budget` factor elements
+// Σ r·(in + out): every matrix starts at `multiple`, then the step of `multiple` ranks with the
+// largest relative energy gain per element is taken while it fits. Greedy is optimal here since
+// each matrix's gains shrink with rank. Errors: InvalidArgument when the minimum ranks alone do
+// not fit.
+Result<std::vector<int64_t>> allocate_ranks(const std::vector<Spectrum>& spectra, int64_t budget, int64_t multiple);
 
 // Accumulates G = Σ x xᵀ (double) of the inputs of the named projections; ignores others.
 class GramProbe : public Probe {
@@ -92,11 +117,11 @@ class GramProbe : public Probe {
   std::map<std::string, Acc> acc_;
 };
 
-// Whether the method needs calibration statistics (aware, asvd).
+// Whether the method needs calibration statistics (aware, asvd, fisher).
 bool lowrank_needs_calibration(LowRankMethod m);
 
 // One factorisation. W row-major [out x in]; gram (in x in) is required for kAware and kAsvd
-// (only its diagonal for kAsvd), ignored for kSvd. rank > 0: that rank; rank == 0 with energy > 0: chosen by energy (rounded up to
+// (only its diagonal for kAsvd), ignored for kSvd; kFisher also needs out_gram (out x out). rank > 0: that rank; rank == 0 with energy > 0: chosen by energy (rounded up to
 // `rank_multiple`). On success a = [r x in], b = [out x r] (row-major), *rank_out = r and
 // *energy_kept = fraction of Σ s_i² kept. Errors: InvalidArgument (shapes, missing gram).
 struct Factors {
@@ -106,7 +131,13 @@ struct Factors {
 };
 Result<Factors> factorize(const float* w, int64_t out, int64_t in, LowRankMethod method, const double* gram,
                           int64_t rank, double energy, int64_t rank_multiple, double ridge,
-                          double asvd_alpha = kAsvdAlpha);
+                          double asvd_alpha = kAsvdAlpha, const double* out_gram = nullptr);
+
+// The singular values (descending) of the matrix `method` truncates: W (svd), W·L (aware) or
+// W·diag(s) (asvd). Same arguments and errors as factorize.
+Result<std::vector<double>> singular_values(const float* w, int64_t out, int64_t in, LowRankMethod method,
+                                            const double* gram, double ridge, double asvd_alpha = kAsvdAlpha,
+                                            const double* out_gram = nullptr);
 
 // ||(W - W') X||_F / ||W X||_F given G = XᵀX (in x in): sqrt(tr(ΔW G ΔWᵀ) / tr(W G Wᵀ)).
 // W' = b·a. Without a gram (null) the plain Frobenius ratio ||W - W'||_F / ||W||_F.

@@ -115,6 +115,26 @@ TEST_CASE("compress errors are clear and exit nonzero") {
     CHECK(r.exit_code == 2);
     CHECK(r.out.find("--lowrank") != std::string::npos);
   }
+  SUBCASE("fisher without, or with unreadable, gradient statistics; statistics without fisher") {
+    Run r = run(f.model + " " + out + " --calib " + f.calib + " --lowrank fisher");
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.find("--grad-stats") != std::string::npos);
+    r = run(f.model + " " + out + " --calib " + f.calib + " --lowrank fisher --grad-stats " + f.calib);
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.find("calib.txt") != std::string::npos);
+    CHECK(r.out.find("RWKVEGS1") != std::string::npos);
+    r = run(f.model + " " + out + " --calib " + f.calib + " --lowrank aware --grad-stats " + f.calib);
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.find("only used by --lowrank fisher") != std::string::npos);
+  }
+  SUBCASE("bad rank allocation") {
+    Run r = run(f.model + " " + out + " --calib " + f.calib + " --rank-alloc greedy");
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.find("--rank-alloc") != std::string::npos);
+    r = run(f.model + " " + out + " --calib " + f.calib + " --rank-alloc spectrum --energy 0.9");
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.find("--energy") != std::string::npos);
+  }
   SUBCASE("unreadable input model") {
     Run r = run(f.dir.file("nope.gguf") + " " + out + " --calib " + f.calib);
     CHECK(r.exit_code == 1);

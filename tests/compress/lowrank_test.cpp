@@ -167,6 +167,60 @@ TEST_CASE("activation-aware factorisation beats plain SVD on anisotropic inputs"
         compress::relative_output_error(w.data(), aware.value(), out, in, nullptr));
 }
 
+TEST_CASE("fisher factorisation: output weights steer the error away from the outputs the loss sees") {
+  const int64_t out = 32, in = 40, n = 1500, rank = 8;
+  std::mt19937 rng(77);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> w((size_t)(out * in));
+  for (float& v : w) v = g(rng);
+  std::vector<double> gin((size_t)(in * in), 0.0);
+  std::vector<float> x((size_t)in);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t i = 0; i < in; ++i) x[i] = g(rng) * (float)std::pow(0.9, (double)i);
+    for (int64_t i = 0; i < in; ++i)
+      for (int64_t j = 0; j < in; ++j) gin[i * in + j] += (double)x[i] * x[j];
+  }
+  // The loss only cares about the first 8 outputs (gradient covariance diag(1,..,1, 1e-4, ..)).
+  std::vector<double> gout((size_t)(out * out), 0.0);
+  for (int64_t i = 0; i < out; ++i) gout[i * out + i] = i < 8 ? 1.0 : 1e-4;
+  Result<compress::Factors> aware =
+      compress::factorize(w.data(), out, in, compress::LowRankMethod::kAware, gin.data(), rank, 0.0, 1, 1e-6);
+  Result<compress::Factors> fisher = compress::factorize(w.data(), out, in, compress::LowRankMethod::kFisher,
+                                                         gin.data(), rank, 0.0, 1, 1e-6, 0.5, gout.data());
+  REQUIRE(aware.ok());
+  REQUIRE(fisher.ok());
+  // The K-FAC loss estimate tr(G_out ΔW G_in ΔWᵀ) of each.
+  auto kfac = [&](const compress::Factors& f) {
+    double sum = 0.0;
+    std::vector<double> d((size_t)(out * in));
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in; ++i) {
+        double p = 0.0;
+        for (int64_t k = 0; k < f.rank; ++k) p += (double)f.b[o * f.rank + k] * f.a[k * in + i];
+        d[o * in + i] = w[o * in + i] - p;
+      }
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in; ++i)
+        for (int64_t j = 0; j < in; ++j) sum += gout[o * out + o] * d[o * in + i] * gin[i * in + j] * d[o * in + j];
+    return sum;
+  };
+  MESSAGE("K-FAC loss estimate: aware " << kfac(aware.value()) << ", fisher " << kfac(fisher.value()));
+  CHECK(kfac(fisher.value()) < 0.1 * kfac(aware.value()));
+  // With G_out = I it is the aware factorisation (the same product).
+  std::vector<double> eye((size_t)(out * out), 0.0);
+  for (int64_t i = 0; i < out; ++i) eye[i * out + i] = 1.0;
+  Result<compress::Factors> same = compress::factorize(w.data(), out, in, compress::LowRankMethod::kFisher,
+                                                       gin.data(), rank, 0.0, 1, 1e-6, 0.5, eye.data());
+  REQUIRE(same.ok());
+  CHECK(compress::relative_output_error(w.data(), same.value(), out, in, gin.data()) ==
+        doctest::Approx(compress::relative_output_error(w.data(), aware.value(), out, in, gin.data())).epsilon(1e-4));
+  // Without output statistics it refuses, naming what is missing.
+  Result<compress::Factors> none =
+      compress::factorize(w.data(), out, in, compress::LowRankMethod::kFisher, gin.data(), rank, 0.0, 1, 1e-6);
+  REQUIRE_FALSE(none.ok());
+  CHECK(none.status().message().find("output-gradient") != std::string::npos);
+}
+
 TEST_CASE("ranks: factor, multiple, overrides and energy") {
   compress::LowRankOptions opt;
   CHECK(compress::planned_rank(opt, "blocks.0.att.key", 256, 256) == 32);
@@ -189,6 +243,80 @@ TEST_CASE("ranks: factor, multiple, overrides and energy") {
   REQUIRE(f.ok());
   CHECK(f->rank == 2);
   CHECK(compress::relative_output_error(w.data(), f.value(), 16, 12, nullptr) < 1e-5);
+}
+
+TEST_CASE("rank allocation spends the uniform ranks' bytes where the spectrum has the most energy left") {
+  // Three 64x64 matrices, budget of rank 16 each: a flat spectrum (every step worth the same), a
+  // steep one (rank 4 holds all its energy) and a middle one.
+  std::vector<double> flat(64, 1.0), steep(64, 0.0), middle(64);
+  for (int i = 0; i < 4; ++i) steep[(size_t)i] = 10.0 - i;
+  for (int i = 0; i < 64; ++i) middle[(size_t)i] = std::pow(0.9, i);
+  const std::vector<compress::Spectrum> sp = {{64, 64, flat}, {64, 64, steep}, {64, 64, middle}};
+  const int64_t budget = 3 * 16 * (64 + 64);
+  Result<std::vector<int64_t>> r = compress::allocate_ranks(sp, budget, 4);
+  REQUIRE(r.ok());
+  const std::vector<int64_t>& rank = r.value();
+  int64_t used = 0;
+  for (size_t i = 0; i < rank.size(); ++i) {
+    CHECK(rank[i] % 4 == 0);
+    CHECK(rank[i] >= 4);
+    used += rank[i] * 128;
+  }
+  CHECK(used == budget);  // equal step costs: the whole budget is spent
+  CHECK(rank[1] == 4);    // nothing left to gain past its rank 4
+  CHECK(rank[0] > 16);    // the flat spectrum gains the same at every step
+  // The last step taken is worth at least every step left out (greedy optimality).
+  auto gain = [&](size_t i, int64_t from) {
+    double e = 0.0, tot = 0.0;
+    for (double v : sp[i].s) tot += v * v;
+    for (int64_t j = from; j < std::min<int64_t>(from + 4, 64); ++j) e += sp[i].s[(size_t)j] * sp[i].s[(size_t)j];
+    return e / tot;
+  };
+  double worst_taken = INFINITY, best_left = 0.0;
+  for (size_t i = 0; i < 3; ++i) {
+    if (rank[i] > 4) worst_taken = std::min(worst_taken, gain(i, rank[i] - 4));
+    if (rank[i] < 64) best_left = std::max(best_left, gain(i, rank[i]));
+  }
+  CHECK(worst_taken >= best_left);
+  // A budget below the minimum ranks is an error that says so.
+  Result<std::vector<int64_t>> tight = compress::allocate_ranks(sp, 3 * 4 * 128 - 1, 4);
+  REQUIRE_FALSE(tight.ok());
+  CHECK(tight.status().message().find("budget") != std::string::npos);
+}
+
+TEST_CASE("spectrum allocation keeps the uniform ranks' bytes on a tiny model, for svd and aware") {
+  ModelFile base = open_tiny("tiny-rwkv-5v2-730K-FP32.bin");
+  std::shared_ptr<Model> dense = build(base);
+  compress::LowRankOptions opt;
+  opt.rank_factor = 4.0;
+  opt.rank_multiple = 2;
+  compress::GramProbe calib(compress::lowrank_matrices(base, opt));
+  REQUIRE(compress::run_calibration(*dense, text_tokens(256, 3), &calib, nullptr).ok());
+  for (compress::LowRankMethod m : {compress::LowRankMethod::kSvd, compress::LowRankMethod::kAware}) {
+    CAPTURE(std::string(compress::lowrank_method_name(m)));
+    int64_t bytes[2] = {0, 0};
+    std::vector<int64_t> ranks[2];
+    for (int alloc = 0; alloc < 2; ++alloc) {
+      ModelFile mf = base;
+      opt.method = m;
+      opt.allocate = alloc == 1;
+      std::vector<compress::LowRankReport> rep;
+      REQUIRE(compress::apply_lowrank(mf, opt, &calib, nullptr, &rep, nullptr).ok());
+      REQUIRE_FALSE(rep.empty());
+      for (const compress::LowRankReport& r : rep) {
+        bytes[alloc] += (int64_t)r.bytes_after;
+        ranks[alloc].push_back(r.rank);
+      }
+    }
+    CHECK(bytes[1] <= bytes[0]);
+    CHECK(bytes[1] > bytes[0] - (int64_t)(2 * 2 * base.hparams.n_embd * 4));  // within one step of rank
+    CHECK(ranks[1] != ranks[0]);  // the spectra differ, so do the ranks
+  }
+  ModelFile mf = base;
+  opt.energy = 0.9;
+  Status st = compress::apply_lowrank(mf, opt, &calib, nullptr, nullptr, nullptr);
+  CHECK_FALSE(st.ok());
+  CHECK(st.message().find("--energy") != std::string::npos);
 }
 
 TEST_CASE("a compressed model survives the GGUF round trip: factors, INT8 types and metadata") {
