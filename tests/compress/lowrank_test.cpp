@@ -83,7 +83,8 @@ TEST_CASE("full-rank factorisation of every projection reproduces the dense logi
   for (const char* file : {"tiny-rwkv-4v0-660K-FP32.bin", "tiny-rwkv-5v1-730K-FP32.bin", "tiny-rwkv-5v2-730K-FP32.bin",
                            "tiny-rwkv-6v0-1m-FP32.bin", "tiny-rwkv-7v0-834K-FP32.bin"}) {
     for (compress::LowRankMethod method :
-         {compress::LowRankMethod::kSvd, compress::LowRankMethod::kAware, compress::LowRankMethod::kAsvd}) {
+         {compress::LowRankMethod::kSvd, compress::LowRankMethod::kAware, compress::LowRankMethod::kAsvd,
+          compress::LowRankMethod::kFisher}) {
       const std::string where = std::string(file) + " " + compress::lowrank_method_name(method);
       CAPTURE(where);
       ModelFile mf = open_tiny(file);
@@ -99,6 +100,31 @@ TEST_CASE("full-rank factorisation of every projection reproduces the dense logi
       REQUIRE(names.size() > 8);
       compress::GramProbe calib(names);
       REQUIRE(compress::run_calibration(*dense, text_tokens(200, 0), &calib).ok());
+      // fisher: a random positive definite G_out per matrix (any weighting is exact at full rank).
+      compress::GradStats grads;
+      if (method == compress::LowRankMethod::kFisher) {
+        std::mt19937 rng(5);
+        std::normal_distribution<double> nd(0.0, 1.0);
+        for (const std::string& n : names) {
+          const TensorRef* t = mf.find(n + ".weight");
+          if (t == nullptr) t = mf.find(n);
+          REQUIRE(t != nullptr);
+          const int64_t out = t->ne[1];
+          std::vector<double> f((size_t)(out * out));
+          for (double& v : f) v = nd(rng);
+          compress::GradStats::Entry e;
+          e.n = out;
+          e.g.assign((size_t)(out * out), 0.0);
+          for (int64_t i = 0; i < out; ++i)
+            for (int64_t j = 0; j < out; ++j) {
+              for (int64_t k = 0; k < out; ++k) e.g[i * out + j] += f[i * out + k] * f[j * out + k] / (double)out;
+              if (i == j) e.g[i * out + j] += 0.1;
+            }
+          for (float v : compress::matrix_f32(*t)) e.weight_sqsum += (double)v * v;
+          grads.entries[n] = std::move(e);
+        }
+        opt.grad_stats = &grads;
+      }
       std::vector<compress::LowRankReport> rep;
       ModelFile lr = mf;
       REQUIRE(compress::apply_lowrank(lr, opt, &calib, nullptr, &rep, nullptr).ok());
