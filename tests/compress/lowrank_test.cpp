@@ -61,6 +61,27 @@ struct NameProbe : rwkv::Probe {
   }
 };
 
+// A matrix of standard normal entries, row-major [out x in].
+std::vector<float> gaussian_matrix(int64_t out, int64_t in, std::mt19937& rng) {
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> w((size_t)(out * in));
+  for (float& v : w) v = g(rng);
+  return w;
+}
+
+// XᵀX of n inputs whose coordinate i is normal with standard deviation scale·decay^i.
+std::vector<double> decaying_gram(int64_t in, int64_t n, double scale, double decay, std::mt19937& rng) {
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<double> gram((size_t)(in * in), 0.0);
+  std::vector<float> x((size_t)in);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t i = 0; i < in; ++i) x[i] = g(rng) * (float)(scale * std::pow(decay, (double)i));
+    for (int64_t i = 0; i < in; ++i)
+      for (int64_t j = 0; j < in; ++j) gram[i * in + j] += (double)x[i] * x[j];
+  }
+  return gram;
+}
+
 }  // namespace
 
 TEST_CASE("the probe sees every matrix product with its base name") {
@@ -145,23 +166,11 @@ TEST_CASE("full-rank factorisation of every projection reproduces the dense logi
 TEST_CASE("activation-aware factorisation beats plain SVD on anisotropic inputs") {
   const int64_t out = 48, in = 64, n = 2000, rank = 8;
   std::mt19937 rng(1234);
-  std::normal_distribution<float> g(0.0f, 1.0f);
-  std::vector<float> w((size_t)(out * in));
-  for (float& v : w) v = g(rng);
+  const std::vector<float> w = gaussian_matrix(out, in, rng);
   // Inputs with a few dominant directions (scales 10 .. 0.01 per coordinate): the output error
   // that matters is concentrated there, which plain SVD of W ignores.
-  auto sample = [&](std::vector<double>* gram) {
-    gram->assign((size_t)(in * in), 0.0);
-    std::vector<float> x((size_t)in);
-    for (int64_t t = 0; t < n; ++t) {
-      for (int64_t i = 0; i < in; ++i) x[i] = g(rng) * (float)(10.0 * std::pow(0.85, (double)i));
-      for (int64_t i = 0; i < in; ++i)
-        for (int64_t j = 0; j < in; ++j) (*gram)[i * in + j] += (double)x[i] * x[j];
-    }
-  };
-  std::vector<double> calib, heldout;
-  sample(&calib);
-  sample(&heldout);
+  const std::vector<double> calib = decaying_gram(in, n, 10.0, 0.85, rng);
+  const std::vector<double> heldout = decaying_gram(in, n, 10.0, 0.85, rng);
   Result<compress::Factors> svd =
       compress::factorize(w.data(), out, in, compress::LowRankMethod::kSvd, nullptr, rank, 0.0, 1, 1e-3);
   Result<compress::Factors> aware =
@@ -196,16 +205,8 @@ TEST_CASE("activation-aware factorisation beats plain SVD on anisotropic inputs"
 TEST_CASE("fisher factorisation: output weights steer the error away from the outputs the loss sees") {
   const int64_t out = 32, in = 40, n = 1500, rank = 8;
   std::mt19937 rng(77);
-  std::normal_distribution<float> g(0.0f, 1.0f);
-  std::vector<float> w((size_t)(out * in));
-  for (float& v : w) v = g(rng);
-  std::vector<double> gin((size_t)(in * in), 0.0);
-  std::vector<float> x((size_t)in);
-  for (int64_t t = 0; t < n; ++t) {
-    for (int64_t i = 0; i < in; ++i) x[i] = g(rng) * (float)std::pow(0.9, (double)i);
-    for (int64_t i = 0; i < in; ++i)
-      for (int64_t j = 0; j < in; ++j) gin[i * in + j] += (double)x[i] * x[j];
-  }
+  const std::vector<float> w = gaussian_matrix(out, in, rng);
+  const std::vector<double> gin = decaying_gram(in, n, 1.0, 0.9, rng);
   // The loss only cares about the first 8 outputs (gradient covariance diag(1,..,1, 1e-4, ..)).
   std::vector<double> gout((size_t)(out * out), 0.0);
   for (int64_t i = 0; i < out; ++i) gout[i * out + i] = i < 8 ? 1.0 : 1e-4;
