@@ -1,5 +1,6 @@
 // Low-rank projections (issue 6, RWKV-Lite §3): W [out x in] ≈ B·A with A = lr_a [r x in] and
-// B = lr_b [out x r], by plain truncated SVD or activation-aware SVD (SVD-LLM whitening).
+// B = lr_b [out x r], by plain truncated SVD or activation-aware SVD (SVD-LLM whitening, ASVD
+// scaling, or fisher: whitening of the inputs and of the output gradients).
 //
 //   GramProbe calib(lowrank_matrices(mf, opt));            // statistics of the inputs
 //   run_calibration(*model, tokens, &calib, progress);
@@ -10,6 +11,8 @@
 // Activation-aware: G = XᵀX over the calibration inputs of that matrix (+ ridge λ·mean(diag G)·I),
 // G = L Lᵀ (Cholesky), W L = U S Vᵀ, B = U_r sqrt(S_r), A = sqrt(S_r) V_rᵀ L⁻¹. Since
 // ||(W - BA) X||_F² = ||(W - BA) L||_F², this minimises the output error on those inputs.
+// Fisher: also G_out = Σ g gᵀ (g = dLoss/dy, GradStats) = Lo Loᵀ; SVD of Loᵀ W L, B = Lo⁻ᵀ U_r
+// sqrt(S_r): minimises tr(G_out ΔW G ΔWᵀ), the K-FAC estimate of the loss increase.
 // All arithmetic in double (Eigen BDCSVD).
 #pragma once
 
@@ -52,7 +55,8 @@ struct LowRankOptions {
   // Default: 8.
   int64_t rank_multiple = 8;
   // > 0: instead of rank_factor, the smallest r (rounded as above) whose singular values keep
-  // this fraction of the energy Σ s_i² (of W for svd, of W·L for aware). Default: 0 (off).
+  // this fraction of the energy Σ s_i² (of W for svd, of W·L for aware / asvd, of Loᵀ·W·L for
+  // fisher). Default: 0 (off).
   double energy = 0.0;
   // Spread the bytes of the uniform ranks (rank_factor) over the matrices by their spectra
   // instead: the same total Σ r·(in + out), ranks chosen greedily where the next `rank_multiple`
