@@ -22,7 +22,7 @@ back-propagates the summed next-token NLL of each window. For every 2-D projecti
 
 Output format (little-endian), read by engine/compress/grad_stats.cpp:
     8 bytes  magic "RWKVEGS1"
-    u64      calibration tokens fed
+    u64      positions whose next-token loss was back-propagated (N - 1 of the N tokens fed)
     u32      entry count, then per entry:
       u32 name length, name (UTF-8, the base name, e.g. "blocks.3.att.value")
       u32 n (the projection's output width)
