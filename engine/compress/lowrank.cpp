@@ -225,8 +225,9 @@ Result<std::vector<int64_t>> allocate_ranks(const std::vector<Spectrum>& spectra
     used += rank[i] * (sp.out + sp.in);
   }
   if (used > budget) {
-    return Status::InvalidArgument("the byte budget (" + std::to_string(budget) + " factor elements) is below rank " +
-                                   std::to_string(multiple) + " for every matrix (" + std::to_string(used) + ")");
+    return Status::InvalidArgument("the budget of " + std::to_string(budget) + " factor elements is below the " +
+                                   std::to_string(used) + " that rank " + std::to_string(multiple) +
+                                   " for every matrix needs");
   }
   // The gain of matrix i's next step per factor element; -1 when it cannot grow.
   auto step_gain = [&](size_t i, int64_t* step) {
