@@ -96,11 +96,21 @@ std::vector<std::string> lowrank_matrices(const ModelFile& mf, const LowRankOpti
   return out;
 }
 
+namespace {
+
+// The first override whose glob matches `name`, or null.
+const RankOverride* find_override(const LowRankOptions& opt, const std::string& name) {
+  for (const RankOverride& o : opt.overrides) {
+    if (fnmatch(o.pattern.c_str(), name.c_str(), 0) == 0) return &o;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 int64_t planned_rank(const LowRankOptions& opt, const std::string& name, int64_t out, int64_t in) {
   const int64_t width = std::min(out, in);
-  for (const RankOverride& o : opt.overrides) {
-    if (fnmatch(o.pattern.c_str(), name.c_str(), 0) == 0) return o.rank <= 0 ? 0 : std::min(o.rank, width);
-  }
+  if (const RankOverride* o = find_override(opt, name)) return o->rank <= 0 ? 0 : std::min(o->rank, width);
   if (opt.energy > 0.0) return -1;
   const double f = opt.rank_factor > 0.0 ? opt.rank_factor : 1.0;
   return round_rank((int64_t)std::ceil((double)width / f), opt.rank_multiple, width);
@@ -391,14 +401,7 @@ Status apply_lowrank(ModelFile& mf, const LowRankOptions& opt, const GramProbe* 
       if (t == nullptr) continue;
       const int64_t in = t->ne[0], out = t->ne[1];
       const int64_t planned = planned_rank(opt, base, out, in);
-      bool overridden = false;
-      for (const RankOverride& o : opt.overrides) {
-        if (fnmatch(o.pattern.c_str(), base.c_str(), 0) == 0) {
-          overridden = true;
-          break;
-        }
-      }
-      if (overridden || planned <= 0) continue;
+      if (find_override(opt, base) != nullptr || planned <= 0) continue;
       const double* g = nullptr;
       if (Status st = gram_of(base, in, &g); !st.ok()) return st;
       const std::vector<float> w = matrix_f32(*t);

@@ -339,6 +339,21 @@ TEST_CASE("spectrum allocation keeps the uniform ranks' bytes on a tiny model, f
     CHECK(bytes[1] > bytes[0] - (int64_t)(2 * 2 * base.hparams.n_embd * 4));  // within one step of rank
     CHECK(ranks[1] != ranks[0]);  // the spectra differ, so do the ranks
   }
+  // Overridden matrices keep their ranks and stay out of the budget.
+  {
+    ModelFile mf = base;
+    opt.method = compress::LowRankMethod::kSvd;
+    opt.allocate = true;
+    opt.overrides = {{"blocks.0.*", 0}, {"blocks.1.att.key", 4}};
+    std::vector<compress::LowRankReport> rep;
+    REQUIRE(compress::apply_lowrank(mf, opt, &calib, nullptr, &rep, nullptr).ok());
+    for (const compress::LowRankReport& r : rep) {
+      CHECK(r.name.rfind("blocks.0.", 0) != 0);
+      if (r.name == "blocks.1.att.key") CHECK(r.rank == 4);
+    }
+    CHECK(mf.find("blocks.0.att.key.weight") != nullptr);
+    opt.overrides.clear();
+  }
   ModelFile mf = base;
   opt.energy = 0.9;
   Status st = compress::apply_lowrank(mf, opt, &calib, nullptr, nullptr, nullptr);
