@@ -345,10 +345,8 @@ int cmd_compress(int argc, char** argv) {
     std::fprintf(stderr, "error: --lowrank must be none, svd, aware, asvd or fisher, got '%s'\n", lr.method.c_str());
     return 2;
   }
-  if ((job.lowrank.method == LowRankMethod::kFisher) != !lr.grad_stats.empty()) {
-    std::fprintf(stderr, "error: %s\n", lr.grad_stats.empty()
-                                             ? "--lowrank fisher needs --grad-stats FILE (scripts/train/grad_stats.py)"
-                                             : "--grad-stats is only used by --lowrank fisher");
+  if (!lr.grad_stats.empty() && job.lowrank.method != LowRankMethod::kFisher) {
+    std::fprintf(stderr, "error: --grad-stats is only used by --lowrank fisher\n");
     return 2;
   }
   if (!lr.grad_stats.empty()) {
@@ -384,13 +382,16 @@ int cmd_compress(int argc, char** argv) {
     std::fprintf(stderr, "error: --rank-alloc must be uniform or spectrum, got '%s'\n", lr.alloc.c_str());
     return 2;
   }
-  if (job.lowrank.allocate && lr.energy > 0.0) {
-    std::fprintf(stderr, "error: --rank-alloc spectrum and --energy exclude each other\n");
-    return 2;
-  }
   job.lowrank.ridge = lr.ridge;
   job.lowrank.asvd_alpha = lr.asvd_alpha;
   job.lowrank.targets = split_list(lr.targets);
+  if (job.lowrank.method != LowRankMethod::kNone) {
+    // Before the model is loaded and calibrated, so a contradiction costs nothing.
+    if (Status st = compress::check_lowrank_options(job.lowrank); !st.ok()) {
+      std::fprintf(stderr, "error: %s\n", st.message().c_str());
+      return 2;
+    }
+  }
   job.head = head.clusters != 0;
   job.head_opt.clusters = head.clusters < 0 ? 0 : head.clusters;
   job.head_opt.distill.epochs = (int)head.epochs;

@@ -338,9 +338,7 @@ double relative_output_error(const float* w, const Factors& f, int64_t out, int6
   return std::sqrt(std::max(0.0, num) / den);
 }
 
-Status apply_lowrank(ModelFile& mf, const LowRankOptions& opt, const GramProbe* calib, const GramProbe* heldout,
-                     std::vector<LowRankReport>* report, const LowRankProgress& progress) {
-  if (opt.method == LowRankMethod::kNone) return Status::OK();
+Status check_lowrank_options(const LowRankOptions& opt) {
   if (opt.factor_type != DType::kF32 && opt.factor_type != DType::kF16) {
     return Status::InvalidArgument(std::string("low-rank factors are stored as f32 or f16, not ") +
                                    dtype_name(opt.factor_type));
@@ -348,16 +346,38 @@ Status apply_lowrank(ModelFile& mf, const LowRankOptions& opt, const GramProbe* 
   if (opt.allocate && opt.energy > 0.0) {
     return Status::InvalidArgument("low-rank: rank allocation by spectrum and --energy exclude each other");
   }
-  const std::vector<std::string> names = lowrank_matrices(mf, opt);
   if (opt.method == LowRankMethod::kFisher && opt.grad_stats == nullptr) {
     return Status::InvalidArgument("low-rank fisher needs output-gradient statistics (--grad-stats FILE, written by "
                                    "scripts/train/grad_stats.py)");
   }
-  // kFisher: the matrix's G_out, checked against the matrix (width and Σ W², so statistics of
-  // another model are refused).
-  auto out_gram_of = [&](const std::string& base, const std::vector<float>& w, int64_t out,
-                         const double** og) -> Status {
-    *og = nullptr;
+  return Status::OK();
+}
+
+Status apply_lowrank(ModelFile& mf, const LowRankOptions& opt, const GramProbe* calib, const GramProbe* heldout,
+                     std::vector<LowRankReport>* report, const LowRankProgress& progress) {
+  if (opt.method == LowRankMethod::kNone) return Status::OK();
+  if (Status st = check_lowrank_options(opt); !st.ok()) return st;
+  const std::vector<std::string> names = lowrank_matrices(mf, opt);
+  // What one factorisation of `t` (base name `base`) needs: its weights in f32, the calibration
+  // Gram matrix (required by the activation-aware methods) and, for kFisher, G_out, checked
+  // against the matrix (width and Σ W², so statistics of another model are refused).
+  struct Inputs {
+    std::vector<float> w;
+    const double* gram = nullptr;
+    const double* out_gram = nullptr;
+  };
+  auto inputs_of = [&](const std::string& base, const TensorRef& t, Inputs* x) -> Status {
+    const int64_t in = t.ne[0], out = t.ne[1];
+    x->w = matrix_f32(t);
+    if (calib != nullptr) {
+      int64_t gin = 0;
+      const std::vector<double>* gv = calib->gram(base, &gin);
+      if (gv != nullptr && gin == in) x->gram = gv->data();
+    }
+    if (lowrank_needs_calibration(opt.method) && x->gram == nullptr) {
+      return Status::InvalidArgument(base + ": no calibration statistics for this matrix (did the calibration run "
+                                            "reach it?)");
+    }
     if (opt.method != LowRankMethod::kFisher) return Status::OK();
     const GradStats::Entry* e = opt.grad_stats->find(base);
     if (e == nullptr) return Status::InvalidArgument(base + ": no entry in " + opt.grad_stats->path);
@@ -366,27 +386,14 @@ Status apply_lowrank(ModelFile& mf, const LowRankOptions& opt, const GramProbe* 
                                      ", the matrix has " + std::to_string(out) + " outputs");
     }
     double sq = 0.0;
-    for (float v : w) sq += (double)v * v;
+    for (float v : x->w) sq += (double)v * v;
     if (std::fabs(sq - e->weight_sqsum) > 1e-5 * std::max(sq, 1e-30)) {
       return Status::InvalidArgument(base + ": " + opt.grad_stats->path +
                                      " was computed on different weights (sum of squares " +
                                      std::to_string(e->weight_sqsum) + ", this model's " + std::to_string(sq) +
                                      "); run scripts/train/grad_stats.py on this model");
     }
-    *og = e->g.data();
-    return Status::OK();
-  };
-  auto gram_of = [&](const std::string& base, int64_t in, const double** g) -> Status {
-    *g = nullptr;
-    if (calib != nullptr) {
-      int64_t gin = 0;
-      const std::vector<double>* gv = calib->gram(base, &gin);
-      if (gv != nullptr && gin == in) *g = gv->data();
-    }
-    if (lowrank_needs_calibration(opt.method) && *g == nullptr) {
-      return Status::InvalidArgument(base + ": no calibration statistics for this matrix (did the calibration run "
-                                            "reach it?)");
-    }
+    x->out_gram = e->g.data();
     return Status::OK();
   };
   // With opt.allocate: the uniform ranks' bytes, re-spread by the spectra (overridden matrices
@@ -402,13 +409,10 @@ Status apply_lowrank(ModelFile& mf, const LowRankOptions& opt, const GramProbe* 
       const int64_t in = t->ne[0], out = t->ne[1];
       const int64_t planned = planned_rank(opt, base, out, in);
       if (find_override(opt, base) != nullptr || planned <= 0) continue;
-      const double* g = nullptr;
-      if (Status st = gram_of(base, in, &g); !st.ok()) return st;
-      const std::vector<float> w = matrix_f32(*t);
-      const double* og = nullptr;
-      if (Status st = out_gram_of(base, w, out, &og); !st.ok()) return st;
+      Inputs x;
+      if (Status st = inputs_of(base, *t, &x); !st.ok()) return st;
       Result<std::vector<double>> s =
-          singular_values(w.data(), out, in, opt.method, g, opt.ridge, opt.asvd_alpha, og);
+          singular_values(x.w.data(), out, in, opt.method, x.gram, opt.ridge, opt.asvd_alpha, x.out_gram);
       if (!s.ok()) return Status::InvalidArgument(base + ": " + s.status().message());
       spectra.push_back({out, in, std::move(s.value())});
       pool.push_back(base);
@@ -433,13 +437,12 @@ Status apply_lowrank(ModelFile& mf, const LowRankOptions& opt, const GramProbe* 
       if (progress) progress(base, ++done, (int64_t)names.size());
       continue;
     }
-    const std::vector<float> w = matrix_f32(*t);
-    const double* g = nullptr;
-    if (Status st = gram_of(base, in, &g); !st.ok()) return st;
-    const double* og = nullptr;
-    if (Status st = out_gram_of(base, w, out, &og); !st.ok()) return st;
+    Inputs x;
+    if (Status st = inputs_of(base, *t, &x); !st.ok()) return st;
+    const std::vector<float>& w = x.w;
+    const double* g = x.gram;
     Result<Factors> f = factorize(w.data(), out, in, opt.method, g, rank > 0 ? rank : 0, opt.energy,
-                                  opt.rank_multiple, opt.ridge, opt.asvd_alpha, og);
+                                  opt.rank_multiple, opt.ridge, opt.asvd_alpha, x.out_gram);
     if (!f.ok()) return Status::InvalidArgument(base + ": " + f.status().message());
     Result<TensorRef> a = make_matrix(base + ".lr_a", f->a.data(), f->rank, in, opt.factor_type, *buffers);
     if (!a.ok()) return a.status();

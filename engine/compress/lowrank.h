@@ -159,6 +159,10 @@ struct LowRankReport {
 // (name, done, total) after each matrix.
 using LowRankProgress = std::function<void(const std::string& name, int64_t done, int64_t total)>;
 
+// Options that cannot work together, found before any calibration: factors not f32/f16,
+// allocate with energy, fisher without grad_stats. InvalidArgument naming the option.
+Status check_lowrank_options(const LowRankOptions& opt);
+
 // Replaces each selected matrix `P.weight` of `mf` by `P.lr_a`, `P.lr_b` (in factor_type), in
 // place in the tensor order. `calib` is required for kAware; `heldout` (optional) gives each
 // report's heldout_error. Does nothing for kNone. Errors: InvalidArgument naming the matrix
